@@ -1,0 +1,12 @@
+"""Shared test set-up: run from any directory, headless figures, Triton in interpreter mode.
+
+TRITON_INTERPRET must be in the environment before `triton.jit` runs, so it is set here, before any
+test module imports a kernel file. Scripts run as subprocesses inherit it too."""
+import os
+import sys
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
