@@ -125,14 +125,15 @@ def tanh(x):
 # For p = 1, (x - c s) s = |x| - c and the numerator collapses to 1 + lam*c:
 #     sqs'(x) = (1 + lam*c) / (1 + lam*|x|)^2
 # At x = 0 we use the right-hand piece (sign(0) = +1): sqs'(0) = 1 + lam*c for p = 1. autograd
-# agrees, because torch.where below routes x = 0 to the +1 branch and sign's own gradient is 0.
+# agrees because the code routes x = 0 to the +1 branch and writes |x| as x*sign(x) (torch.abs
+# would have gradient 0 at 0, giving sqs'(0) = 1 instead).
 
 
 def sqs(x, c=0.01, lam=0.5, p=1.0):
     """Signed Quadratic Shrink gate: (x - c*sign(x)) / (1 + lam*|x|^p), with sign(0) = +1."""
     _check_sqs(c, lam, p)
     sign = torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
-    absx = x.abs()
+    absx = x * sign  # = |x|, but with d|x|/dx = sign(x) = +1 at 0 (torch's abs has gradient 0 there)
     shrink = 1 + lam * (absx if p == 1 else absx.pow(p))
     return (x - c * sign) / shrink
 
@@ -243,7 +244,8 @@ def _kernel(name):
 
 class Activation:
     """A registry activation with its parameters bound. `act(x)` applies it elementwise;
-    `act.spec` is the canonical spec string ("gensilu:1,1,6.283185307179586")."""
+    `act.spec` is the canonical spec string ("gensilu:1,1,6.283185307179586"); parsing it
+    gives back exactly the same parameters."""
 
     def __init__(self, name, fn, params):
         self.name, self.fn, self.params = name, fn, params
@@ -252,7 +254,8 @@ class Activation:
     def spec(self):
         if not self.params:
             return self.name
-        return self.name + ":" + ",".join(f"{v:g}" for v in self.params.values())
+        short = lambda v: f"{v:g}" if float(f"{v:g}") == v else repr(v)  # exact round trip
+        return self.name + ":" + ",".join(short(v) for v in self.params.values())
 
     def __call__(self, x):
         # THE dispatch point for Triton: on CUDA, gensilu goes through its fused kernel.
