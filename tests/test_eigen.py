@@ -1,0 +1,180 @@
+"""Tests for eigen.py: the exact bilinear identity, the antisymmetric part, the top-k curve at k = d,
+the end-to-end run on generated IDX files, and clear errors for broken checkpoints."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import eigen
+from activations import parse_act
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_model(d=12, dh=10, act="identity", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {"embed.weight": torch.randn(d, 784, generator=g) / 28,
+          "blocks.0.gate.weight": torch.randn(dh, d, generator=g) / d ** 0.5,
+          "blocks.0.value.weight": torch.randn(dh, d, generator=g) / d ** 0.5,
+          "blocks.0.out.weight": torch.randn(d, dh, generator=g) / dh ** 0.5,
+          "head.weight": torch.randn(10, d, generator=g) / d ** 0.5}
+    cfg = {"dataset": "mnist", "act": act, "d_model": d, "d_hidden": dh, "layers": 1, "residual": False,
+           "input": "pixels01", "seed": seed, "epochs": 1, "test_acc": 0.0, "test_loss": 0.0}
+    return cfg, sd
+
+
+def save_ckpt(path, cfg, sd):
+    torch.save({"config": cfg, "state_dict": sd}, path)
+    return str(path)
+
+
+def as_model(cfg, sd):
+    """The dict eigen.load_model returns, built in memory (no file)."""
+    w = {k: v.double() for k, v in sd.items()}
+    return dict(cfg=cfg, act=parse_act(cfg["act"]), label=cfg["act"], We=w["embed.weight"],
+                Wg=w["blocks.0.gate.weight"], Wv=w["blocks.0.value.weight"],
+                Wu=w["head.weight"] @ w["blocks.0.out.weight"])
+
+
+def unfolded_logits(sd, x):
+    """The network exactly as train_mnist.py runs it (out projection, then head) -- no folding."""
+    w = {k: v.double() for k, v in sd.items()}
+    h = x @ w["embed.weight"].T
+    z = (h @ w["blocks.0.gate.weight"].T) * (h @ w["blocks.0.value.weight"].T)
+    return (z @ w["blocks.0.out.weight"].T) @ w["head.weight"].T
+
+
+def write_idx(d, n_train=0, n_test=64, seed=0):
+    """Small IDX files (gz) with class-dependent blobs, so that a model can learn something."""
+    g = torch.Generator().manual_seed(seed)
+    os.makedirs(d, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        if n == 0:
+            continue
+        y = torch.randint(0, 10, (n,), generator=g)
+        img = torch.rand(n, 28, 28, generator=g) * 60
+        for i in range(n):  # a bright square whose position encodes the class
+            r, c = 2 + 5 * (int(y[i]) // 5), 2 + 5 * (int(y[i]) % 5)
+            img[i, r:r + 8, c:c + 8] += 180
+        img = img.clamp(0, 255).to(torch.uint8)
+        for name, magic, dims, body in (
+                (f"{split}-images-idx3-ubyte.gz", 2051, [n, 28, 28], img.numpy().tobytes()),
+                (f"{split}-labels-idx1-ubyte.gz", 2049, [n], y.to(torch.uint8).numpy().tobytes())):
+            head = b"".join(v.to_bytes(4, "big") for v in [magic] + dims)
+            with gzip.open(os.path.join(d, name), "wb") as f:
+                f.write(head + body)
+
+
+def test_bilinear_logits_equal_eigen_sum():
+    cfg, sd = random_model()
+    m = as_model(cfg, sd)
+    x = torch.rand(50, 784, dtype=torch.float64)
+    _, _, lam, V = eigen.decompose(m)
+    h = x @ m["We"].T
+    want = unfolded_logits(sd, x)          # also checks that folding head @ out is exact
+    got = eigen.eigen_logits(lam, V, h)    # sum_i lam_i (v_i . W_e x)^2
+    assert want.abs().max() > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(eigen.forward(m, x), want, rtol=1e-12, atol=1e-14)
+    # pixel-space form: (W_e^T v_i) . x is the same number
+    P = torch.einsum("cdi,dp->cip", V, m["We"])
+    torch.testing.assert_close(torch.einsum("ci,nci->nc", lam, torch.einsum("np,cip->nci", x, P) ** 2),
+                               want, rtol=1e-10, atol=1e-12)
+
+
+def test_q_symmetric_and_antisymmetric_part_contributes_zero():
+    cfg, sd = random_model(seed=1)
+    m = as_model(cfg, sd)
+    B, Q, lam, V = eigen.decompose(m)
+    A = B - Q
+    assert A.abs().max() > 1e-2 * B.abs().max()        # B itself is far from symmetric
+    assert torch.equal(Q, Q.transpose(1, 2))
+    h = torch.randn(200, cfg["d_model"], dtype=torch.float64)
+    anti = torch.einsum("ni,cij,nj->nc", h, A, h)
+    full = torch.einsum("ni,cij,nj->nc", h, B, h)
+    assert anti.abs().max() < 1e-12 * full.abs().max()
+    torch.testing.assert_close(torch.einsum("ni,cij,nj->nc", h, Q, h), full, rtol=1e-12, atol=1e-12)
+    # eigenpairs reconstruct Q, ordered by |lambda|
+    torch.testing.assert_close(V @ torch.diag_embed(lam) @ V.transpose(1, 2), Q, rtol=1e-10, atol=1e-12)
+    assert (lam.abs()[:, :-1] >= lam.abs()[:, 1:]).all()
+
+
+def test_topk_accuracy_at_full_k_equals_model_accuracy():
+    cfg, sd = random_model(d=16, dh=16, seed=2)
+    m = as_model(cfg, sd)
+    x = torch.rand(500, 784, dtype=torch.float64)
+    pred = eigen.forward(m, x).argmax(1)
+    g = torch.Generator().manual_seed(0)
+    y = torch.where(torch.rand(500, generator=g) < 0.6, pred, torch.randint(0, 10, (500,), generator=g))
+    acc = float((pred == y).double().mean())
+    assert 0.55 < acc < 0.9
+    _, _, lam, V = eigen.decompose(m)
+    curve = eigen.topk_accuracy(lam, V, x @ m["We"].T, y, chunk=128)  # chunking must not matter
+    assert curve.shape == (16,)
+    assert float(curve[-1]) == acc
+    assert not torch.allclose(curve, curve[-1].expand_as(curve))  # truncation does change something
+
+
+def test_end_to_end_from_checkpoints_writes_all_figures(tmp_path):
+    write_idx(tmp_path / "data", n_test=120)
+    a = save_ckpt(tmp_path / "ckpt_identity.pt", *random_model(seed=3))
+    b = save_ckpt(tmp_path / "ckpt_sqs.pt", *random_model(act="sqs:0.01,0.5,1", seed=4))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "eigen.py"), "--ckpt", b, a, "--data-dir",
+                        str(tmp_path / "data"), "--out", str(out), "--ranks", "3"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for f in ("eigenvectors.png", "spectra.png", "similarity.png", "explanations.png", "topk_accuracy.png"):
+        assert (out / f).stat().st_size > 5000, f
+    assert not list(out.glob("*.tmp"))
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["models"]) == ["bilinear", "sqs:0.01,0.5,1"]    # bilinear is the reference
+    assert len(res["models"]["bilinear"]["topk"]) == 12
+    assert res["models"]["sqs:0.01,0.5,1"]["first_order"]["pred_agreement"] <= 1
+    table = res["similarity"]["table"]
+    assert len(table) == 10 and len(table[0]) == 6
+    assert all(0 <= v <= 1 + 1e-9 for row in table for v in row if v == v)
+    assert (out / "topk.csv").read_text().count("\n") == 13
+    assert "analysis wall time" in r.stdout and "never below 0.5" in r.stdout
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda cfg, sd: sd.pop("blocks.0.value.weight"), "missing tensor blocks.0.value.weight"),
+    (lambda cfg, sd: sd.__setitem__("head.weight", torch.zeros(10, 5)), "head.weight has shape [10, 5]"),
+    (lambda cfg, sd: cfg.__setitem__("layers", 2), "layers=2"),
+    (lambda cfg, sd: cfg.__setitem__("residual", True), "residual=True"),
+])
+def test_broken_checkpoint_gives_one_clear_line(tmp_path, breakage, message):
+    cfg, sd = random_model()
+    breakage(cfg, sd)
+    path = save_ckpt(tmp_path / "bad.pt", cfg, sd)
+    with pytest.raises(SystemExit) as e:
+        eigen.load_model(path)
+    assert message in str(e.value) and "\n" not in str(e.value) and str(e.value).startswith("error:")
+
+
+def test_broken_checkpoint_cli_and_garbage_file(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "eigen.py"), "--ckpt", str(tmp_path / "junk.pt"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "junk.pt" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ROOT, "train_mnist.py")), reason="needs train_mnist.py")
+def test_end_to_end_training_path(tmp_path):
+    """Without --ckpt, eigen.py trains both gates through train_mnist.py and analyses them."""
+    write_idx(tmp_path / "data", n_train=256, n_test=64)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "eigen.py"), "--dataset", "mnist", "--data-dir",
+                        str(tmp_path / "data"), "--epochs", "1", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert sorted(res["models"]) == ["bilinear", "sqs:0.01,0.5,1"]
+    for f in ("eigenvectors.png", "spectra.png", "similarity.png", "explanations.png", "topk_accuracy.png"):
+        assert (out / f).is_file()
