@@ -38,6 +38,7 @@ import; `python kernel_gensilu.py` sets it itself when there is no GPU).
 """
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import sys
@@ -348,15 +349,19 @@ def memory_report(device, n=4096):
               f"eager/fused = {eager / fused:.2f}")
 
 
-def benchmark(dtypes, out, peak_gbps, left=1.0, right=1.0, period=2 * math.pi):
-    """Forward+backward time vs eager, torch.compile(eager) and SiLU/SwiGLU, Triton-tutorial style."""
+def benchmark(dtypes, out, peak_gbps, left=1.0, right=1.0, period=2 * math.pi, device="cuda",
+              exps=range(16, 27)):
+    """Forward+backward time vs eager, torch.compile(eager) and SiLU/SwiGLU, Triton-tutorial
+    style, for n = 2^exps elements. (device and exps let a test smoke-run this code on CPU.)"""
     peak = peak_gbps or triton.testing.get_dram_gbps()
-    print(f"\nGPU: {torch.cuda.get_device_name()}, bandwidth floor computed with {peak:.0f} GB/s "
+    gpu = torch.cuda.get_device_name() if device == "cuda" else device
+    print(f"\nGPU: {gpu}, bandwidth floor computed with {peak:.0f} GB/s "
           f"({'given' if peak_gbps else 'DRAM clock x bus width'})")
     act = lambda x: activations.gensilu(x, left, right, period)  # noqa: E731
     glu_eager = lambda g, v: act(g) * v  # noqa: E731
     groups = {  # name: (passes, providers, line names); unary ones ignore v
-        "gensilu": (5, {"triton": lambda g, v: gensilu(g, left, right, period), "eager": lambda g, v: act(g),
+        "gensilu": (5, {"triton": lambda g, v: gensilu(g, left, right, period),
+                        "eager": lambda g, v: act(g),
                         "compile": (lambda f: lambda g, v: f(g))(torch.compile(act)),
                         "silu": lambda g, v: F.silu(g)},
                     ["Triton gensilu", "eager gensilu", "torch.compile gensilu", "eager SiLU"]),
@@ -369,16 +374,10 @@ def benchmark(dtypes, out, peak_gbps, left=1.0, right=1.0, period=2 * math.pi):
     times = {}
     os.makedirs(out, exist_ok=True)
     for group, (passes, providers, names) in groups.items():
-        @triton.testing.perf_report([triton.testing.Benchmark(
-            x_names=["n"], x_vals=[2 ** i for i in range(16, 27)], x_log=True,
-            line_arg="provider", line_vals=list(providers), line_names=names,
-            styles=[("blue", "-"), ("green", "-"), ("orange", "-"), ("gray", "--")],
-            ylabel=f"GB/s ({passes} passes of n elements / time)",
-            plot_name=f"{group}_fwd_bwd_{name}", args={"dtype": dtype}) for name, dtype in dtypes])
         def run(n, provider, dtype):
-            g = torch.randn(n, device="cuda", dtype=dtype, requires_grad=True)
-            v = torch.randn(n, device="cuda", dtype=dtype, requires_grad=group == "gensilu_glu")
-            dh = torch.randn(n, device="cuda", dtype=dtype)
+            g = torch.randn(n, device=device, dtype=dtype, requires_grad=True)
+            v = torch.randn(n, device=device, dtype=dtype, requires_grad=group == "gensilu_glu")
+            dh = torch.randn(n, device=device, dtype=dtype)
             fn = providers[provider]
             step = lambda: fn(g, v).backward(dh)  # noqa: E731
             ms, lo, hi = triton.testing.do_bench(step, quantiles=[0.5, 0.2, 0.8],
@@ -387,28 +386,52 @@ def benchmark(dtypes, out, peak_gbps, left=1.0, right=1.0, period=2 * math.pi):
             gbps = lambda t: passes * n * g.element_size() / (t * 1e-3) / 1e9  # noqa: E731
             return gbps(ms), gbps(hi), gbps(lo)
 
-        run.run(print_data=True, save_path=out)
-        print(f"\n{group}: median fwd+bwd ms and % of the bandwidth floor "
-              f"({passes} passes / {peak:.0f} GB/s)")
-        print(f"{'dtype':9s} {'n':>9s} " + " ".join(f"{k + ' ms':>11s} {'%':>4s}" for k in providers))
+        benches = [triton.testing.Benchmark(
+            x_names=["n"], x_vals=[2 ** i for i in exps], x_log=True,
+            line_arg="provider", line_vals=list(providers), line_names=names,
+            styles=[("blue", "-"), ("green", "-"), ("orange", "-"), ("gray", "--")],
+            ylabel=f"GB/s ({passes} passes of n elements / time)",
+            plot_name=f"{group}_fwd_bwd_{name}", args={"dtype": dtype}) for name, dtype in dtypes]
+        run_benchmarks(run, benches, out)
+        print(f"\n{group}: median fwd+bwd: ms, GB/s ({passes} passes moved / time) and % of the "
+              f"bandwidth floor (time to move {passes} passes at {peak:.0f} GB/s / measured time)")
+        print(f"{'dtype':9s} {'n':>9s} " + " ".join(f"{k + ' ms':>11s} {'GB/s':>6s} {'%':>4s}"
+                                                    for k in providers))
         for name, dtype in dtypes:
-            for i in range(16, 27):
+            for i in exps:
                 n, size = 2 ** i, torch.finfo(dtype).bits // 8
                 floor_ms = passes * n * size / (peak * 1e9) * 1e3
-                row = " ".join(f"{times[(group, name, n, k)]:11.4f} "
-                               f"{100 * floor_ms / times[(group, name, n, k)]:4.0f}" for k in providers)
-                print(f"{name:9s} {n:9d} {row}")
-    print(f"plots and csv tables in {out}/")
+                ms = [times[(group, name, n, k)] for k in providers]
+                print(f"{name:9s} {n:9d} " + " ".join(
+                    f"{t:11.4f} {passes * n * size / t / 1e6:6.0f} {100 * floor_ms / t:4.0f}"
+                    for t in ms))
+
+
+def run_benchmarks(run, benches, out):
+    """Triton's perf_report prints GB/s tables and saves plots + csv, but needs pandas (not in
+    requirements.txt); without pandas, run the same measurements in a plain loop."""
+    os.makedirs(out, exist_ok=True)
+    if importlib.util.find_spec("pandas") is not None:
+        triton.testing.perf_report(benches)(run).run(print_data=True, save_path=out)
+        print(f"perf_report plots and csv tables in {out}/")
+        return
+    print("(pandas is not installed, so triton's perf_report tables/plots are skipped)")
+    for b in benches:
+        for n in b.x_vals:
+            for provider in b.line_vals:
+                run(n, provider, **b.args)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check-only", action="store_true", help="skip the GPU benchmark")
-    ap.add_argument("--dtypes", default="float32,bfloat16", help="benchmark dtypes (float32,bfloat16)")
+    ap.add_argument("--dtypes", default="float32,bfloat16",
+                    help="benchmark dtypes, comma-separated (float32, float16, bfloat16)")
     ap.add_argument("--peak-gbps", type=float, default=0.0,
                     help="GPU memory bandwidth for the %% column (default: from triton)")
-    ap.add_argument("--out", default="out/kernel_gensilu", help="directory for benchmark plots/tables")
+    ap.add_argument("--out", default="out/kernel_gensilu",
+                    help="directory for benchmark plots/tables")
     args = ap.parse_args()
     try:
         dtypes = [(d, getattr(torch, d)) for d in args.dtypes.split(",")]

@@ -47,6 +47,7 @@ in a few seconds) and only good for checking correctness.
 """
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import sys
@@ -253,7 +254,7 @@ def saved_bytes(fn, *inputs):
 
 
 def check(device, n=3000):
-    """Forward and both gradients vs float64 for every dtype and PARAMS; returns True if all pass."""
+    """Forward and both gradients vs float64 for every dtype and PARAMS; True if all pass."""
     gen = torch.Generator().manual_seed(0)
     ok = True
     print(f"correctness vs float64 reference, n={n}, device={device}"
@@ -291,27 +292,22 @@ def memory_report(device, n=4096):
           f"eager {eager} B = {eager / inputs:.2f}x the inputs; eager/fused = {eager / fused:.2f}")
 
 
-def benchmark(dtypes, out, peak_gbps, c=0.01, lam=0.5, p=1.0):
-    """Forward+backward time vs eager, torch.compile(eager) and SwiGLU, Triton-tutorial style."""
+def benchmark(dtypes, out, peak_gbps, c=0.01, lam=0.5, p=1.0, device="cuda", exps=range(16, 27)):
+    """Forward+backward time vs eager, torch.compile(eager) and SwiGLU, Triton-tutorial style,
+    for n = 2^exps elements. (device and exps exist so a test can smoke-run this code on CPU.)"""
     peak = peak_gbps or triton.testing.get_dram_gbps()
-    print(f"\nGPU: {torch.cuda.get_device_name()}, bandwidth floor computed with {peak:.0f} GB/s "
+    gpu = torch.cuda.get_device_name() if device == "cuda" else device
+    print(f"\nGPU: {gpu}, bandwidth floor computed with {peak:.0f} GB/s "
           f"({'given' if peak_gbps else 'DRAM clock x bus width'})")
     eager = lambda g, v: activations.sqs(g, c, lam, p) * v  # noqa: E731
     providers = {"triton": lambda g, v: sqs_glu(g, v, c, lam, p), "eager": eager,
                  "compile": torch.compile(eager), "swiglu": lambda g, v: F.silu(g) * v}
     times = {}
 
-    @triton.testing.perf_report([triton.testing.Benchmark(
-        x_names=["n"], x_vals=[2 ** i for i in range(16, 27)], x_log=True,
-        line_arg="provider", line_vals=list(providers),
-        line_names=["Triton SQS-GLU", "eager SQS-GLU", "torch.compile SQS-GLU", "eager SwiGLU"],
-        styles=[("blue", "-"), ("green", "-"), ("orange", "-"), ("gray", "--")],
-        ylabel="GB/s (8 passes of n elements / time)", plot_name=f"sqs_glu_fwd_bwd_{name}",
-        args={"dtype": dtype}) for name, dtype in dtypes])
     def run(n, provider, dtype):
-        g = torch.randn(n, device="cuda", dtype=dtype, requires_grad=True)
-        v = torch.randn(n, device="cuda", dtype=dtype, requires_grad=True)
-        dh = torch.randn(n, device="cuda", dtype=dtype)
+        g = torch.randn(n, device=device, dtype=dtype, requires_grad=True)
+        v = torch.randn(n, device=device, dtype=dtype, requires_grad=True)
+        dh = torch.randn(n, device=device, dtype=dtype)
         fn = providers[provider]
         step = lambda: fn(g, v).backward(dh)  # noqa: E731
         ms, lo, hi = triton.testing.do_bench(step, quantiles=[0.5, 0.2, 0.8], grad_to_none=[g, v])
@@ -319,25 +315,48 @@ def benchmark(dtypes, out, peak_gbps, c=0.01, lam=0.5, p=1.0):
         gbps = lambda t: 8 * n * g.element_size() / (t * 1e-3) / 1e9  # noqa: E731
         return gbps(ms), gbps(hi), gbps(lo)
 
-    os.makedirs(out, exist_ok=True)
-    run.run(print_data=True, save_path=out)
-    print(f"\nmedian fwd+bwd time and % of the bandwidth floor (8 passes / {peak:.0f} GB/s)")
-    print(f"{'dtype':9s} {'n':>9s} " + " ".join(f"{k + ' ms':>11s} {'%':>4s}" for k in providers))
+    benches = [triton.testing.Benchmark(
+        x_names=["n"], x_vals=[2 ** i for i in exps], x_log=True,
+        line_arg="provider", line_vals=list(providers),
+        line_names=["Triton SQS-GLU", "eager SQS-GLU", "torch.compile SQS-GLU", "eager SwiGLU"],
+        styles=[("blue", "-"), ("green", "-"), ("orange", "-"), ("gray", "--")],
+        ylabel="GB/s (8 passes of n elements / time)", plot_name=f"sqs_glu_fwd_bwd_{name}",
+        args={"dtype": dtype}) for name, dtype in dtypes]
+    run_benchmarks(run, benches, out)
+    print(f"\nmedian fwd+bwd: ms, GB/s (8 passes moved / time) and % of the bandwidth floor "
+          f"(time to move 8 passes at {peak:.0f} GB/s / measured time)")
+    print(f"{'dtype':9s} {'n':>9s} " + " ".join(f"{k + ' ms':>11s} {'GB/s':>6s} {'%':>4s}"
+                                                for k in providers))
     for name, dtype in dtypes:
-        for i in range(16, 27):
+        for i in exps:
             n, size = 2 ** i, torch.finfo(dtype).bits // 8
-            floor_ms = 8 * n * size / (peak * 1e9) * 1e3
-            row = " ".join(f"{times[(name, n, k)]:11.4f} {100 * floor_ms / times[(name, n, k)]:4.0f}"
-                           for k in providers)
-            print(f"{name:9s} {n:9d} {row}")
-    print(f"plots and csv tables in {out}/")
+            floor_ms = 8 * n * size / (peak * 1e9) * 1e3  # the time just to move the 8 passes
+            ms = [times[(name, n, k)] for k in providers]
+            print(f"{name:9s} {n:9d} " + " ".join(
+                f"{t:11.4f} {8 * n * size / t / 1e6:6.0f} {100 * floor_ms / t:4.0f}" for t in ms))
+
+
+def run_benchmarks(run, benches, out):
+    """Triton's perf_report prints GB/s tables and saves plots + csv, but needs pandas (not in
+    requirements.txt); without pandas, run the same measurements in a plain loop."""
+    os.makedirs(out, exist_ok=True)
+    if importlib.util.find_spec("pandas") is not None:
+        triton.testing.perf_report(benches)(run).run(print_data=True, save_path=out)
+        print(f"perf_report plots and csv tables in {out}/")
+        return
+    print("(pandas is not installed, so triton's perf_report tables/plots are skipped)")
+    for b in benches:
+        for n in b.x_vals:
+            for provider in b.line_vals:
+                run(n, provider, **b.args)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check-only", action="store_true", help="skip the GPU benchmark")
-    ap.add_argument("--dtypes", default="float32,bfloat16", help="benchmark dtypes (float32,bfloat16)")
+    ap.add_argument("--dtypes", default="float32,bfloat16",
+                    help="benchmark dtypes, comma-separated (float32, float16, bfloat16)")
     ap.add_argument("--peak-gbps", type=float, default=0.0,
                     help="GPU memory bandwidth for the %% column (default: from triton)")
     ap.add_argument("--out", default="out/kernel_sqs", help="directory for benchmark plots/tables")
