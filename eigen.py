@@ -65,10 +65,18 @@ def get_args(argv=None):
     p.add_argument("--acts", default="bilinear,sqs",
                    help="gates to train when no --ckpt is given (1 or 2 registry specs)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (paper: 20)")
+    p.add_argument("--d-model", type=int, default=128, help="embedding width d (paper: 128)")
+    p.add_argument("--hidden", type=int, default=128, help="GLU hidden width (paper: unstated)")
+    p.add_argument("--device", default="auto", help="training device, passed to train_mnist.py "
+                   "(the analysis runs on the CPU in float64)")
     p.add_argument("--quick", action="store_true", help="train for 2 epochs only (seconds)")
     p.add_argument("--out", default=None, help="output directory (default out/eigen/<dataset>/)")
     p.add_argument("--ranks", type=int, default=5,
                    help="how many top positive and negative eigenvectors to compare per class")
+    p.add_argument("--control", action="store_true",
+                   help="also train an independently initialised twin of each model (own short loop, "
+                        "same recipe) and compare: train_mnist.py starts all gates of a seed from the "
+                        "SAME weights, so part of the bilinear/SQS similarity could be inherited")
     p.add_argument("--explain", default="auto",
                    help="test-image indices to explain, e.g. 0,1,2; 'auto' = one correct image of "
                         "each of three classes + the first image the second model gets wrong")
@@ -81,8 +89,8 @@ def get_args(argv=None):
         p.error(f"--acts: give one or two gates, got {len(args.gates)}")
     if args.ckpt is not None and len(args.ckpt) > 2:
         p.error(f"--ckpt: give one or two checkpoints, got {len(args.ckpt)}")
-    if args.epochs < 1 or args.ranks < 1:
-        p.error("--epochs and --ranks must be >= 1")
+    if min(args.epochs, args.ranks, args.d_model, args.hidden) < 1:
+        p.error("--epochs, --ranks, --d-model and --hidden must be >= 1")
     if args.quick:
         args.epochs = min(args.epochs, 2)
     if args.explain != "auto":
@@ -138,16 +146,16 @@ def find_file(dirs, name):
          f"--dataset ... once (it downloads) or pass --data-dir")
 
 
-def load_test(dataset, data_dir):
-    """The test split as x in [0, 1] (N x 784, float64) and labels (N,)."""
-    sysdir = "/usr/share/datasets/" + ("fashion-mnist" if dataset == "fashion" else "mnist")
-    dirs = [data_dir] if data_dir else [os.path.join("data", dataset),
-                                        "/usr/share/datasets/" + dataset, sysdir]
-    xpath, ypath = find_file(dirs, "t10k-images-idx3-ubyte"), find_file(dirs, "t10k-labels-idx1-ubyte")
+def load_split(dataset, data_dir, split="t10k", dtype=torch.float64):
+    """One split ('t10k' = test, 'train') as x in [0, 1] (N x 784) and labels (N,)."""
+    sub = "fashion-mnist" if dataset == "fashion" else "mnist"   # train_mnist.py's folder names
+    dirs = [data_dir] if data_dir else [os.path.join("data", sub), os.path.join("data", dataset),
+                                        os.path.join("/usr/share/datasets", sub)]
+    xpath, ypath = find_file(dirs, f"{split}-images-idx3-ubyte"), find_file(dirs, f"{split}-labels-idx1-ubyte")
     x, y = read_idx(xpath, 2051), read_idx(ypath, 2049)
     if len(x) != len(y):
         fail(f"{xpath} has {len(x)} images but {ypath} has {len(y)} labels")
-    return x.reshape(len(x), -1).double() / 255, y.long()
+    return x.reshape(len(x), -1).to(dtype) / 255, y.long()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,6 +188,8 @@ def load_model(path):
         fail(f"{path}: eigen.py reads the section-4.1 model (layers=1, residual=False), got "
              f"layers={cfg['layers']}, residual={cfg['residual']}; train it with train_mnist.py "
              f"--layers 1 --no-residual")
+    if not cfg.get("glu", True):
+        fail(f"{path}: a plain (non-gated) MLP checkpoint; eigen.py needs a GLU (gate and value)")
     if cfg.get("input", "pixels01") != "pixels01":
         fail(f"{path}: input {cfg.get('input')!r} is not supported (expects pixels/255, 'pixels01')")
     try:
@@ -199,7 +209,8 @@ def load_model(path):
     if not all(torch.isfinite(t).all() for t in w.values()):
         fail(f"{path}: weights contain NaN/inf (diverged model)")
     label = "bilinear" if act.name == "identity" else act.spec
-    return dict(cfg=cfg, act=act, label=label, path=path, We=w["embed.weight"],
+    return dict(cfg=cfg, act=act, label=label, short=label if act.name == "identity" else act.name.upper(),
+                path=path, We=w["embed.weight"],
                 Wg=w["blocks.0.gate.weight"], Wv=w["blocks.0.value.weight"],
                 Wu=w["head.weight"] @ w["blocks.0.out.weight"])  # the exact fold derived above
 
@@ -275,9 +286,8 @@ def pixel_eigvecs(m, V, h, y):
 def signed_ranks(lam_c):
     """Indices of the positive eigenvalues in decreasing order, and of the negative ones in increasing
     order (i.e. both by importance) -- 'rank +r' and 'rank -r' in the figures."""
-    pos = [i for i in range(len(lam_c)) if lam_c[i] > 0]
-    neg = [i for i in range(len(lam_c)) if lam_c[i] < 0]
-    return pos, neg
+    # lam_c is sorted by |lam|, so within one sign it is already sorted by importance
+    return (lam_c > 0).nonzero().flatten().tolist(), (lam_c < 0).nonzero().flatten().tolist()
 
 
 def cosine(a, b):
@@ -333,33 +343,36 @@ def show(ax, img, title=None):
 
 
 def fig_eigenvectors(plt, models, res, names, path):
-    """Figure-2 layout: per class (rows) the top positive and negative eigenvectors, models side by side."""
+    """Figure-2 layout: per class (rows) the top positive and negative eigenvectors, models side by side
+    (the second model's sign aligned to the first's; |cos| = rank-matched similarity)."""
     cols = [("+", 0), ("+", 1), ("-", 0)]
     M = len(models)
-    fig, axes = plt.subplots(len(names), len(cols) * M, figsize=(1.15 * len(cols) * M, 1.25 * len(names)),
+    fig, axes = plt.subplots(len(names), len(cols) * M, figsize=(1.1 * len(cols) * M, 1.2 * len(names) + 0.6),
                              squeeze=False)
     for c, name in enumerate(names):
         ranks = [signed_ranks(res[m["label"]]["lam"][c]) for m in models]
         for j, (sgn, r) in enumerate(cols):
+            si = 0 if sgn == "+" else 1
             for mi, m in enumerate(models):
                 ax = axes[c, j * M + mi]
-                idx = ranks[mi][0 if sgn == "+" else 1]
+                if c == 0:
+                    ax.set_title(f"{m['short']} {sgn}{r + 1}\n", fontsize=8, fontweight="bold")
+                idx = ranks[mi][si]
                 if r >= len(idx):
                     ax.axis("off")
                     continue
-                i = idx[r]
-                img = res[m["label"]]["P"][c, i].clone()
-                if mi > 0 and r < len(ranks[0][0 if sgn == "+" else 1]):   # align sign with model 0
-                    ref = res[models[0]["label"]]["P"][c, ranks[0][0 if sgn == "+" else 1][r]]
+                img = res[m["label"]]["P"][c, idx[r]].clone()
+                t = f"λ={float(res[m['label']]['lam'][c, idx[r]]):.2g}"
+                if mi > 0 and r < len(ranks[0][si]):   # align the sign with the reference model's
+                    ref = res[models[0]["label"]]["P"][c, ranks[0][si][r]]
                     img *= 1.0 if float(img @ ref) >= 0 else -1.0
-                t = f"{m['label'][:8]} {sgn}{r + 1}\nλ={float(res[m['label']]['lam'][c, i]):.2g}"
-                if mi > 0 and "sim" in res:
-                    t += f" cos={float(res['sim'][c, (0 if sgn == '+' else 1) * res['R'] + r]):.2f}"
-                show(ax, img, t)
-        axes[c, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("Top eigenvectors W_eᵀv per class (red: squared match adds to the logit if λ>0)",
-                 fontsize=8)
-    fig.tight_layout(pad=0.3)
+                    t += f" |cos|={cosine(img, ref):.2f}"
+                show(ax, img)
+                ax.text(0.5, -0.02, t, transform=ax.transAxes, ha="center", va="top", fontsize=6)
+        axes[c, 0].set_ylabel(name, fontsize=9)
+    fig.suptitle("Top eigenvectors W_eᵀv of each class's Q_c (+r: r-th largest λ>0, −r: r-th most negative "
+                 "λ<0);\nsigns oriented so that the class's test images project positively (red)", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.9, rect=(0, 0, 1, 0.985))
     atomic_savefig(fig, path)
     plt.close(fig)
 
@@ -466,17 +479,75 @@ def fig_explanations(plt, models, res, x, y, picks, names, path):
             ax.barh(range(top), vals[::-1], color=["tab:red" if v > 0 else "tab:blue" for v in vals[::-1]])
             ax.set_yticks(range(top), [rk[int(i)] for i in order.flip(0)], fontsize=6)
             ax.tick_params(axis="x", labelsize=6)
-            ax.set_title(f"{m['label'][:14]} → {names[pred]}: logit {float(r['logits'][n, pred]):.2f}\n"
-                         f"Σλ(vᵀh)² = {float(contrib.sum()):.2f}, top-{top} = "
-                         f"{float(contrib[order].sum()):.2f}", fontsize=6.5)
+            ax.set_title(f"{m['short']} → {names[pred]}: logit {float(r['logits'][n, pred]):.3g}\n"
+                         f"Σ_all λ(vᵀh)² = {float(contrib.sum()):.3g}, top-{top}: "
+                         f"{float(contrib[order].sum()):.3g}", fontsize=6.5)
             for j in range(2):  # the two largest contributors, as images
                 show(fig.add_subplot(gs[row, 2 + 3 * mi + j]), r["P"][pred, int(order[j])],
-                     f"{rk[int(order[j])]}: {float(contrib[order[j]]):.2f}")
+                     f"{rk[int(order[j])]}: {float(contrib[order[j]]):+.3g}")
     fig.suptitle("Eigenvectors as explanations: contribution λ_i (v_iᵀh)² to the predicted logit",
                  fontsize=9)
     fig.tight_layout(pad=0.4)
     atomic_savefig(fig, path)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Control: independently initialised twins (--control)
+# ------------------------------------------------------------------------------------------------
+# train_mnist.py draws ONE initialisation per seed and gives it to every gate, and the gates also see
+# the same noisy batches. The eigen-decomposition ignores the gate, so at step 0 the bilinear and the
+# SQS model have *identical* eigenvectors (|cos| = 1): a high similarity after training could be
+# partly inherited rather than learned. The control retrains each model from a different random
+# initialisation (same recipe: input noise, AdamW, cosine, batch 2048) and compares again. If
+# bilinear vs SQS-twin is as similar as bilinear vs bilinear-twin, SQS learns the bilinear features.
+
+def train_twin(m, x, y, epochs, seed, noise=1.0, lr=1e-3, wd=0.1, batch=2048):
+    torch.manual_seed(seed)
+    d, dh = m["cfg"]["d_model"], m["cfg"]["d_hidden"]
+    L = lambda i, o: torch.nn.Linear(i, o, bias=False)
+    net = torch.nn.ModuleDict(dict(embed=L(784, d), gate=L(d, dh), value=L(d, dh), out=L(dh, d), head=L(d, 10)))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / batch))
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(batch):
+            h = net.embed(x[idx] + noise * torch.randn(len(idx), 784))
+            logits = net.head(net.out(m["act"](net.gate(h)) * net.value(h)))
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    w = {k: v.weight.detach().double() for k, v in net.items()}
+    return dict(m, label=m["label"] + " twin", We=w["embed"], Wg=w["gate"], Wv=w["value"],
+                Wu=w["head"] @ w["out"])
+
+
+def control(args, dataset, models, res, x, y, R):
+    xtr, ytr = load_split(dataset, args.data_dir, "train", torch.float32)
+    rows = {}
+    for i, m in enumerate(models):
+        t = time.perf_counter()
+        epochs = int(m["cfg"].get("epochs", args.epochs))
+        twin = train_twin(m, xtr, ytr, epochs, seed=1000 + i)
+        _, _, lam, V = decompose(twin)
+        h = x @ twin["We"].T
+        P = pixel_eigvecs(twin, V, h, y)
+        acc = float((forward(twin, x).argmax(1) == y).double().mean())
+        print(f"control: trained {twin['label']} ({epochs} epochs, {time.perf_counter() - t:.0f} s), "
+              f"test acc {acc:.4f}")
+        for ref in models:
+            rows[f"{ref['label']} vs {twin['label']}"] = similarity(
+                res[ref["label"]]["P"], res[ref["label"]]["lam"], P, lam, R)[0]
+    rows[f"{models[1]['label']} vs {models[0]['label']} (shared init)"] = res["sim"]
+    print("\ncontrol: rank-matched |cos| summary (mean over classes)")
+    print("| pair | +1 | mean ±1..±%d | min |\n|---|---|---|---|" % R)
+    out = {}
+    for k, t in rows.items():
+        v = t[~t.isnan()]
+        out[k] = dict(top1=float(t[:, 0].nanmean()), mean=float(v.mean()), min=float(v.min()))
+        print(f"| {k} | {out[k]['top1']:.2f} | {out[k]['mean']:.2f} | {out[k]['min']:.2f} |")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -491,7 +562,8 @@ def train(args, out):
     tdir = os.path.join(out, "train")
     cmd = [sys.executable, script, "--layers", "1", "--batch", "2048", "--no-residual",
            "--acts", ",".join(g.spec for g in args.gates), "--seeds", "1", "--dataset", args.dataset,
-           "--epochs", str(args.epochs), "--out", tdir]
+           "--epochs", str(args.epochs), "--d-model", str(args.d_model), "--hidden", str(args.hidden),
+           "--device", args.device, "--out", tdir]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     print("training:", " ".join(cmd[1:]), flush=True)
@@ -530,9 +602,10 @@ def main(argv=None):
     models.sort(key=lambda m: m["act"].name != "identity")  # the bilinear model is the reference
     if len({m["label"] for m in models}) < len(models):
         models[1]["label"] += " (2)"
+        models[1]["short"] += " (2)"
     dataset = models[0]["cfg"]["dataset"]
     names = FASHION if dataset == "fashion" else DIGITS
-    x, y = load_test(dataset, args.data_dir)
+    x, y = load_split(dataset, args.data_dir)
 
     import matplotlib
     matplotlib.use("Agg")
@@ -601,8 +674,9 @@ def main(argv=None):
         for m in models:
             pred, contrib, order, rk = explain(res[m["label"]], n)
             print(f"test #{n} ({names[int(y[n])]}) {m['label']:>16s} → {names[pred]}: "
-                  + ", ".join(f"{rk[int(i)]} {float(contrib[i]):+.2f}" for i in order[:4])
-                  + f" (all {len(contrib)}: {float(contrib.sum()):+.2f})")
+                  + ", ".join(f"{rk[int(i)]} {float(contrib[i]):+.3g}" for i in order[:4])
+                  + f" (sum of all {len(contrib)}: {float(contrib.sum()):+.3g}, "
+                  f"logit {float(res[m['label']]['logits'][n, pred]):+.3g})")
 
     plots = {}
     fig_eigenvectors(plt, models, res, names, plots.setdefault("eigenvectors", os.path.join(out, "eigenvectors.png")))
@@ -618,6 +692,13 @@ def main(argv=None):
         f"{k + 1}," + ",".join(f"{float(res[l]['topk'][k]):.4f}" for l in labels) + "\n"
         for k in range(max(len(res[l]["topk"]) for l in labels)) if all(k < len(res[l]["topk"]) for l in labels))
     atomic_write(os.path.join(out, "topk.csv"), csv)
+
+    ctrl, t_ctrl = None, 0.0
+    if args.control and base is not None:
+        t1 = time.perf_counter()
+        ctrl = control(args, dataset, models, res, x, y, R)
+        t_ctrl = time.perf_counter() - t1
+        print(f"control wall time (training the twins + their analysis): {t_ctrl:.0f} s")
 
     # ---- verdicts, computed from the numbers above
     print("\n== verdicts")
@@ -643,6 +724,17 @@ def main(argv=None):
               f"eigenvectors -- mean |cos| of the top positive eigenvector over classes = {top1:.2f} "
               f"(threshold 0.9; per class {', '.join(f'{v:.2f}' for v in table[:, 0].tolist())}; "
               f"chance {base:.2f})")
+    if ctrl:
+        indep = ctrl[f"{labels[0]} vs {labels[1]} twin"]
+        bb = ctrl[f"{labels[0]} vs {labels[0]} twin"]
+        for name, v in (("never_below_0.5_independent_init", indep["min"] >= 0.5),
+                        ("top_about_0.95_independent_init", indep["top1"] >= 0.9)):
+            verdicts[name] = v
+        print(f"[{'REPRODUCED' if indep['top1'] >= 0.9 else 'NOT REPRODUCED'}] the same claims without the "
+              f"shared initialisation ({labels[1]} twin vs {labels[0]}): top-1 mean |cos| {indep['top1']:.2f}, "
+              f"min {indep['min']:.2f} (never-below-0.5 "
+              f"{'holds' if indep['min'] >= 0.5 else 'fails'}); two bilinear models from different inits "
+              f"agree to {bb['top1']:.2f} (top-1), min {bb['min']:.2f}")
     for l, (stats, _, _) in fo.items():
         ok = stats["pred_agreement"] >= 0.95
         verdicts[f"first_order_{l}"] = ok
@@ -656,11 +748,12 @@ def main(argv=None):
                                    k_within_1pt=res[l]["k_within_1pt"],
                                    first_order=fo[l][0] if l in fo else None) for l in labels},
                    similarity=None if base is None else dict(table=res["sim"].tolist(), chance=base),
+                   control=ctrl,
                    figures=plots)
     atomic_write(os.path.join(out, "results.json"), json.dumps(summary, indent=1))
     print(f"\nwrote {', '.join(sorted(os.path.basename(p) for p in plots.values()))}, topk.csv, "
           f"results.json to {out}")
-    print(f"analysis wall time: {time.perf_counter() - t0:.1f} s "
+    print(f"analysis wall time: {time.perf_counter() - t0 - t_ctrl:.1f} s "
           f"(load + decompose + top-k + figures, {torch.get_num_threads()} threads)")
 
 
