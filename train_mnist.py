@@ -130,6 +130,7 @@ def build_parser():
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 DIR_NAMES = {"mnist": "mnist", "fashion": "fashion-mnist"}
+SYSTEM_DIR = "/usr/share/datasets"   # where Debian's dataset-fashion-mnist package puts its files
 # Canonical mirrors (REFERENCE.md section 7), tried in order. Tests (and users behind a proxy) can
 # replace them with the environment variable MLPLAB_MNIST_MIRRORS="url1,url2".
 MIRRORS = {"mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
@@ -189,7 +190,7 @@ def find_file(folder, name):
 def candidate_dirs(dataset, data_dir):
     """Lookup order: --data-dir, ./data/<dataset>/, /usr/share/datasets/<dataset>/."""
     dirs = [data_dir] if data_dir else []
-    return dirs + [os.path.join("data", DIR_NAMES[dataset]), os.path.join("/usr/share/datasets", DIR_NAMES[dataset])]
+    return dirs + [os.path.join("data", DIR_NAMES[dataset]), os.path.join(SYSTEM_DIR, DIR_NAMES[dataset])]
 
 
 def mirrors(dataset):
@@ -223,6 +224,8 @@ def locate_or_download(dataset, data_dir=None, progress=True):
     ones (each mirror in turn) into --data-dir or ./data/<dataset>/."""
     for d in candidate_dirs(dataset, data_dir):
         if all(find_file(d, n) for n in FILES.values()):
+            if data_dir and d != data_dir:
+                print(f"note: --data-dir {data_dir} does not hold all four IDX files; using {d}", file=sys.stderr)
             return d
     dest = candidate_dirs(dataset, data_dir)[0]
     failures = []
