@@ -321,9 +321,9 @@ class Ensemble(nn.Module):
       of a seed's (shared) noisy batch is a single [B, 784] @ [784, G*d] product.
     gate[l], value[l] [M, d, H] (plain MLPs have no value); out[l] [M, H, d]; head [M, d, 10].  Member m = g * S + s."""
 
-    def __init__(self, acts, seeds, d, hidden, layers, residual, glu=True):
+    def __init__(self, acts, seeds, d, hidden, layers, residual, glu=True, bf16=False):
         super().__init__()
-        self.acts, self.seeds, self.residual, self.glu = acts, list(seeds), residual, glu
+        self.acts, self.seeds, self.residual, self.glu, self.bf16 = acts, list(seeds), residual, glu, bf16
         G, S, H = len(acts), len(self.seeds), hidden
         self.G, self.S, self.M, self.d, self.H = G, S, G * S, d, H
         embed, gate, value, out, head = [], [[] for _ in range(layers)], [[] for _ in range(layers)], \
@@ -344,23 +344,35 @@ class Ensemble(nn.Module):
         self.out = nn.ParameterList(rep(w) for w in out)
         self.head = rep(head)
 
+    def mm(self, a, b):
+        """Batched matmul. With bf16 the two operands are rounded to bfloat16 and the product (fp32
+        accumulation) comes back as fp32 -- like TF32 on GPUs. Everything else (gates, loss, AdamW)
+        stays fp32, so e.g. the SQS shift c = 0.01 is not lost to bf16's 8-bit mantissa."""
+        if self.bf16:
+            return torch.bmm(a.bfloat16(), b.bfloat16()).float()
+        return torch.bmm(a, b)
+
     def forward(self, x):
         """x [S, B, 784] (seed s's batch) -> logits [M, B, 10]."""
-        G, S, B, d, H = self.G, self.S, x.shape[1], self.d, self.H
-        h = torch.bmm(x, self.embed.view(S, 784, G * d))                           # [S, B, G*d]
-        h = h.view(S, B, G, d).permute(2, 0, 1, 3).reshape(self.M, B, d)          # [M, B, d]
-        for l in range(len(self.gate)):
-            # Each gate acts on its own S members; split/cat (not indexing) keep the backward a plain
-            # copy instead of zero-filled full-size gradients per slice.
-            pre = torch.bmm(h, self.gate[l]).split(S)                              # G x [S, B, H]
-            if self.glu:
-                val = torch.bmm(h, self.value[l]).split(S)
-                z = torch.cat([A.glu(p, v, act) for p, v, act in zip(pre, val, self.acts)])
-            else:
-                z = torch.cat([act(p) for p, act in zip(pre, self.acts)])
-            u = torch.bmm(z, self.out[l])                                         # [M, B, d]
-            h = h + u if self.residual else u
-        return torch.bmm(h, self.head)
+        G, S, B, d = self.G, self.S, x.shape[1], self.d
+        h = self.mm(x, self.embed.view(S, 784, G * d))                           # [S, B, G*d]
+        hs = h.view(S, B, G, d).permute(2, 0, 1, 3).unbind(0)                     # G x [S, B, d]
+        # From here each gate is its own chain of bmm's over its S seeds: activations stay small
+        # ([S, B, H], cache-sized), and no gradient ever has to be scattered into a [M, ...] tensor.
+        # Parameters are split (views; the backward of split is one cheap cat of weight grads).
+        gates = [w.split(S) for w in self.gate]
+        values = [w.split(S) for w in self.value] if self.glu else None
+        outs, heads = [w.split(S) for w in self.out], self.head.split(S)
+        logits = []
+        for g, act in enumerate(self.acts):
+            h = hs[g]
+            for l in range(len(gates)):
+                pre = self.mm(h, gates[l][g])                                    # [S, B, H]
+                z = A.glu(pre, self.mm(h, values[l][g]), act) if self.glu else act(pre)
+                u = self.mm(z, outs[l][g])                                       # [S, B, d]
+                h = h + u if self.residual else u
+            logits.append(self.mm(h, heads[g]))
+        return torch.cat(logits)                                                 # [M, B, 10]
 
     def member_state_dict(self, g, s):
         """Member (gate g, seed index s) in Net's state_dict layout (nn.Linear weights are [out, in])."""
@@ -391,7 +403,7 @@ def evaluate(model, x, y, scale, chunk=2500):
     correct = torch.zeros(model.M, dtype=torch.float64)
     for i in range(0, len(x), chunk):
         xb = scale(x[i:i + chunk])
-        logits = model(xb.unsqueeze(0).expand(model.S, -1, -1).contiguous()).float()
+        logits = model(xb.unsqueeze(0).expand(model.S, -1, -1).contiguous())
         yb = y[i:i + chunk].unsqueeze(0).expand(model.M, -1)
         loss += member_losses(logits, yb).double().cpu() * len(xb)
         correct += (logits.argmax(-1) == yb).sum(1).double().cpu()
@@ -418,7 +430,6 @@ def train(model, data, args, scale, device, desc=""):
     # fused=True: one pass over the stacked parameters per step instead of ~10 (still elementwise, so
     # still exactly per member).
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd, fused=device.type in ("cpu", "cuda"))
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     # Cosine annealing over all steps: lr_t = lr * (1 + cos(pi t / T)) / 2, reaching 0 at the end.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     gens = [torch.Generator().manual_seed(10_000 + s) for s in model.seeds]       # data stream per seed
@@ -437,9 +448,7 @@ def train(model, data, args, scale, device, desc=""):
             noise = torch.stack([torch.randn(idx.shape[1], 784, generator=g) for g in gens]).to(device)
             x = scale(xtr[idx]) + args.noise_std * noise                                # training-only noise
             y = ytr[idx].repeat(model.G, 1)                                             # [M, b], gate-major
-            with autocast():
-                logits = model(x)
-            losses = member_losses(logits.float(), y)
+            losses = member_losses(model(x), y)
             # Sum (not mean) over members: each member gets exactly its own gradient. A diverged
             # member (NaN/inf) is masked out so its NaNs never reach the logged totals.
             finite = torch.isfinite(losses.detach())
@@ -451,8 +460,7 @@ def train(model, data, args, scale, device, desc=""):
             run_loss += torch.where(finite, losses.detach(), float("nan"))
             run_n += 1
             if step in when:
-                with autocast():
-                    tl, ta = evaluate(model, xte, yte, scale)
+                tl, ta = evaluate(model, xte, yte, scale)
                 diverged |= ~torch.isfinite(tl) | ~torch.isfinite(run_loss.cpu())
                 hist["step"].append(step)
                 hist["epoch"].append(step / steps_per_epoch)
@@ -676,7 +684,7 @@ def main(argv=None):
     steps_per_epoch = math.ceil(N / args.batch)
     hist, members, glu_of, wall, total, n_params, models = None, [], {}, 0.0, 0, {}, []
     for gacts, glu, hidden in groups:
-        model = Ensemble(gacts, seeds, args.d_model, hidden, args.layers, args.residual, glu).to(device)
+        model = Ensemble(gacts, seeds, args.d_model, hidden, args.layers, args.residual, glu, args.bf16).to(device)
         per_member = sum(p.numel() for p in model.parameters()) // model.M
         kind = "GLU" if glu else "plain"
         print(f"{kind} ensemble: {len(gacts)} activations x {len(seeds)} seeds = {model.M} members, "

@@ -399,7 +399,7 @@ class Tokenizer:
 # Stage 3: pretokenize once into uint16 memmaps; every story starts with <|endoftext|>
 # ------------------------------------------------------------------------------------------------
 def pretokenize(tok, src, dst, limit):
-    stats, n = Counter(), 0
+    stats, n, t0 = Counter(), 0, time.time()
     with open(dst + ".tmp", "wb") as f:
         buf = []
         for story in tqdm(read_stories(src, limit, stats), total=limit or None, unit=" stories",
@@ -413,7 +413,8 @@ def pretokenize(tok, src, dst, limit):
         n += len(buf)
     os.replace(dst + ".tmp", dst)
     log(f"{src}: {stats['stories']:,} stories -> {n:,} tokens in {dst} (dropped "
-        f"{stats['empty']} empty; {stats['malformed_utf8']} with malformed UTF-8, replaced)")
+        f"{stats['empty']} empty; {stats['malformed_utf8']} with malformed UTF-8, replaced) "
+        f"in {time.time() - t0:.1f} s")
 
 
 def prepare(args):
@@ -757,7 +758,7 @@ def main(argv=None):
     vocab = len(tok.vocab)
     steps = args.steps if args.epochs is None else max(1, math.ceil(args.epochs * len(train) / (args.batch * args.ctx)))
     n_params = sum(p.numel() for p in build(args, args.act_list[0], vocab, "cpu").parameters())
-    data_note = (f"{os.path.basename(train_bin)}: {len(train):,} train tokens, {len(val):,} val tokens, "
+    data_note = (f"{train_bin}: {len(train):,} train tokens, {len(val):,} val tokens, "
                  f"vocab {vocab}; {args.layers} layers, d {args.d_model}, GLU hidden {args.hidden}, "
                  f"ctx {args.ctx}, batch {args.batch}, {steps} steps "
                  f"({steps * args.batch * args.ctx / len(train):.2f} epochs), {n_params:,} params, "

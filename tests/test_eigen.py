@@ -119,27 +119,29 @@ def test_topk_accuracy_at_full_k_equals_model_accuracy():
     assert not torch.allclose(curve, curve[-1].expand_as(curve))  # truncation does change something
 
 
-def test_end_to_end_from_checkpoints_writes_all_figures(tmp_path):
+def test_end_to_end_from_checkpoints_writes_all_figures(tmp_path, capsys, monkeypatch):
+    """--ckpt path, in-process (saves a torch start-up): all figures, tables and verdicts appear."""
     write_idx(tmp_path / "data", n_test=120)
     a = save_ckpt(tmp_path / "ckpt_identity.pt", *random_model(seed=3))
     b = save_ckpt(tmp_path / "ckpt_sqs.pt", *random_model(act="sqs:0.01,0.5,1", seed=4))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "eigen.py"), "--ckpt", b, a, "--data-dir",
-                        str(tmp_path / "data"), "--out", str(out), "--ranks", "3"],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert r.returncode == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    eigen.main(["--ckpt", b, a, "--data-dir", str(tmp_path / "data"), "--out", str(out), "--ranks", "3"])
+    stdout = capsys.readouterr().out
     for f in ("eigenvectors.png", "spectra.png", "similarity.png", "explanations.png", "topk_accuracy.png"):
         assert (out / f).stat().st_size > 5000, f
     assert not list(out.glob("*.tmp"))
     res = json.loads((out / "results.json").read_text())
     assert list(res["models"]) == ["bilinear", "sqs:0.01,0.5,1"]    # bilinear is the reference
     assert len(res["models"]["bilinear"]["topk"]) == 12
-    assert res["models"]["sqs:0.01,0.5,1"]["first_order"]["pred_agreement"] <= 1
-    table = res["similarity"]["table"]
+    assert res["models"]["bilinear"]["topk"][-1] == res["models"]["bilinear"]["acc"]
+    assert 0 <= res["models"]["sqs:0.01,0.5,1"]["first_order"]["pred_agreement"] <= 1
+    table, best = res["similarity"]["table"], res["similarity"]["best_match"]
     assert len(table) == 10 and len(table[0]) == 6
     assert all(0 <= v <= 1 + 1e-9 for row in table for v in row if v == v)
+    assert all(bv >= tv - 1e-12 for br, tr in zip(best, table) for bv, tv in zip(br, tr) if tv == tv)
     assert (out / "topk.csv").read_text().count("\n") == 13
-    assert "analysis wall time" in r.stdout and "never below 0.5" in r.stdout
+    assert "analysis wall time" in stdout and "never below 0.5" in stdout and "|cos|" in stdout
 
 
 @pytest.mark.parametrize("breakage, message", [
