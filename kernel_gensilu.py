@@ -36,13 +36,9 @@ contiguous copies of strided inputs, empty in -> empty out; float64 and broadcas
 the reference. On CPU the kernels run only in the Triton interpreter (TRITON_INTERPRET=1 before
 import; `python kernel_gensilu.py` sets it itself when there is no GPU).
 """
-import argparse
 import contextlib
-import importlib.util
 import math
 import os
-import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +48,10 @@ import activations
 if __name__ == "__main__" and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede triton.jit below
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+# The measuring tools (saved bytes, eager memory passes, benchmark loop, command line) are the
+# same for every elementwise kernel; they live in kernel_sqs.py.
+from kernel_sqs import eager_passes, run_benchmarks, run_cli, saved_bytes  # noqa: E402
 
 try:  # triton is optional: without it activations.py uses the reference and nothing breaks
     import triton
@@ -277,20 +277,6 @@ def reference(x, value, dh, left, right, period):
     return h.detach(), g.grad, v.grad
 
 
-def saved_bytes(fn, *inputs):
-    """Bytes of all tensors autograd saves for backward while computing fn(*inputs)."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*inputs)
-    return total
-
-
 def special_points(left, right, period):
     """Where gensilu is delicate: 0, the joins -aT and bT and their fp32 neighbours, large |x|."""
     pts = [0.0, 1e4, -1e4, 1e-3, -1e-3, 20.0, -20.0]
@@ -332,33 +318,6 @@ def check(device, n=3000):
             print(f"{str(dtype)[6:]:9s} {f'{left:g},{right:g},{period:.4g}':16s} "
                   + " ".join(f"{r:7.3f}" for r in ratios) + f"  {'ok' if good else 'FAIL'}")
     return ok
-
-
-def eager_passes(fn, *inputs):
-    """Memory passes (bytes read + written / bytes of one input tensor) of fn(*inputs) forward +
-    backward, counted op by op as eager PyTorch runs them: every aten op reads its full-size tensor
-    arguments and writes its result. Views and allocations move no data and are skipped. (Uses
-    TorchDispatchMode, a semi-private but stable torch hook; a fused kernel is invisible to it.)"""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-    n, unit = inputs[0].numel(), inputs[0].numel() * inputs[0].element_size()
-    dh = torch.randn(n, device=inputs[0].device)
-    moved = 0
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            nonlocal moved
-            out = func(*args, **(kwargs or {}))
-            if not func.is_view and "empty" not in func.__name__:
-                moved += sum(t.numel() * t.element_size() for t in tree_leaves((args, kwargs, out))
-                             if isinstance(t, torch.Tensor) and t.numel() == n)
-            return out
-
-    for t in inputs:
-        t.grad = None  # so no gradient accumulation is counted
-    with Count():
-        fn(*inputs).backward(dh)
-    return moved / unit
 
 
 def memory_report(device, n=4096):
@@ -440,59 +399,8 @@ def benchmark(dtypes, out, peak_gbps, left=1.0, right=1.0, period=2 * math.pi, d
                     for t in ms))
 
 
-def run_benchmarks(run, benches, out):
-    """Triton's perf_report prints GB/s tables and saves plots + csv, but needs pandas (not in
-    requirements.txt); without pandas, run the same measurements in a plain loop."""
-    os.makedirs(out, exist_ok=True)
-    if importlib.util.find_spec("pandas") is not None:
-        triton.testing.perf_report(benches)(run).run(print_data=True, save_path=out)
-        print(f"perf_report plots and csv tables in {out}/")
-        return
-    print("(pandas is not installed, so triton's perf_report tables/plots are skipped)")
-    for b in benches:
-        for n in b.x_vals:
-            for provider in b.line_vals:
-                run(n, provider, **b.args)
-
-
 def main():
-    ap = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check-only", action="store_true", help="skip the GPU benchmark")
-    ap.add_argument("--dtypes", default="float32,bfloat16",
-                    help="benchmark dtypes, comma-separated (float32, float16, bfloat16)")
-    ap.add_argument("--peak-gbps", type=float, default=0.0,
-                    help="GPU memory bandwidth for the %% column (default: from triton)")
-    ap.add_argument("--out", default="out/kernel_gensilu",
-                    help="directory for benchmark plots/tables")
-    args = ap.parse_args()
-    try:
-        dtypes = [(d, getattr(torch, d)) for d in args.dtypes.split(",")]
-        assert all(dt in (torch.float32, torch.float16, torch.bfloat16) for _, dt in dtypes)
-    except (AttributeError, AssertionError):
-        ap.error(f"--dtypes: choose from float32, float16, bfloat16, got {args.dtypes!r}")
-    if not available():
-        sys.exit("error: triton is not importable (pip install triton; Linux only). "
-                 "activations.py uses the reference implementation without it.")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not args.check_only:  # fail now, not after the measurements
-        try:
-            os.makedirs(args.out, exist_ok=True)
-            open(os.path.join(args.out, ".write_test"), "w").close()
-            os.remove(os.path.join(args.out, ".write_test"))
-        except OSError as e:
-            ap.error(f"--out {args.out}: not writable ({e.strerror})")
-    t0 = time.time()
-    ok = check(device)
-    memory_report(device)
-    print(f"check took {time.time() - t0:.1f} s")
-    if not ok:
-        sys.exit("error: the kernel disagrees with the reference (see FAIL rows)")
-    if device == "cpu":
-        print("no CUDA GPU here: the check ran in the Triton interpreter; timings need a GPU, "
-              "so no benchmark was run.")
-    elif not args.check_only:
-        benchmark(dtypes, args.out, args.peak_gbps)
+    run_cli(__doc__, "out/kernel_gensilu", check, memory_report, benchmark)
 
 
 if __name__ == "__main__":

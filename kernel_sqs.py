@@ -382,15 +382,17 @@ def run_benchmarks(run, benches, out):
                 run(n, provider, **b.args)
 
 
-def main():
-    ap = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),
+def run_cli(doc, default_out, check, memory_report, benchmark):
+    """The command line shared by kernel_sqs.py and kernel_gensilu.py: check, memory report, and
+    on a CUDA GPU the benchmark."""
+    ap = argparse.ArgumentParser(description="\n\n".join(doc.split("\n\n")[:2]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check-only", action="store_true", help="skip the GPU benchmark")
     ap.add_argument("--dtypes", default="float32,bfloat16",
                     help="benchmark dtypes, comma-separated (float32, float16, bfloat16)")
     ap.add_argument("--peak-gbps", type=float, default=0.0,
                     help="GPU memory bandwidth for the %% column (default: from triton)")
-    ap.add_argument("--out", default="out/kernel_sqs", help="directory for benchmark plots/tables")
+    ap.add_argument("--out", default=default_out, help="directory for benchmark plots/tables")
     args = ap.parse_args()
     try:
         dtypes = [(d, getattr(torch, d)) for d in args.dtypes.split(",")]
@@ -419,6 +421,10 @@ def main():
               "so no benchmark was run.")
     elif not args.check_only:
         benchmark(dtypes, args.out, args.peak_gbps)
+
+
+def main():
+    run_cli(__doc__, "out/kernel_sqs", check, memory_report, benchmark)
 
 
 if __name__ == "__main__":

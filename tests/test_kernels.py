@@ -252,18 +252,7 @@ def test_gensilu_reference_paths_and_validation():
 # Memory: the Functions save only their inputs
 # ------------------------------------------------------------------------------------------------
 
-
-def saved_bytes(fn, *inputs):
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*inputs)
-    return total
+saved_bytes = kernel_sqs.saved_bytes  # counts bytes via torch.autograd.graph.saved_tensors_hooks
 
 
 @pytest.mark.parametrize("name", ["sqs_glu", "gensilu", "gensilu_glu"])
