@@ -184,6 +184,8 @@ def load_model(path):
     missing = [k for k in ("act", "dataset", "layers", "residual", "d_model", "d_hidden") if k not in cfg]
     if missing:
         fail(f"{path}: config lacks {', '.join(missing)}")
+    if cfg["dataset"] not in ("mnist", "fashion"):
+        fail(f"{path}: config dataset {cfg['dataset']!r} is neither 'mnist' nor 'fashion'")
     if cfg["layers"] != 1 or cfg["residual"]:
         fail(f"{path}: eigen.py reads the section-4.1 model (layers=1, residual=False), got "
              f"layers={cfg['layers']}, residual={cfg['residual']}; train it with train_mnist.py "
@@ -194,9 +196,11 @@ def load_model(path):
         fail(f"{path}: input {cfg.get('input')!r} is not supported (expects pixels/255, 'pixels01')")
     try:
         act = parse_act(cfg["act"])
-    except ValueError as e:
-        fail(f"{path}: {e}")
+    except (ValueError, TypeError, AttributeError) as e:   # unknown name, bad parameters, not a string
+        fail(f"{path}: config act {cfg['act']!r}: {e}")
     d, dh = cfg["d_model"], cfg["d_hidden"]
+    if not all(isinstance(v, int) and v >= 1 for v in (d, dh)):
+        fail(f"{path}: config d_model={d!r}, d_hidden={dh!r} must be positive integers")
     want = {"embed.weight": (d, 784), "blocks.0.gate.weight": (dh, d), "blocks.0.value.weight": (dh, d),
             "blocks.0.out.weight": (d, dh), "head.weight": (10, d)}
     for name, shape in want.items():
@@ -600,17 +604,22 @@ def train(args, out):
 def main(argv=None):
     args = get_args(argv)
     torch.manual_seed(0)
-    dataset = args.dataset
-    if args.ckpt:  # the checkpoints decide the dataset; peek before creating the output directory
-        dataset = load_model(args.ckpt[0])["cfg"]["dataset"]
+    t0 = time.perf_counter()  # ---- the analysis (restarted after training): weights + test set only
+    # with --ckpt the checkpoints decide the dataset: load them before creating the output directory
+    models = [load_model(p) for p in args.ckpt] if args.ckpt else None
+    dataset = models[0]["cfg"]["dataset"] if models else args.dataset
     out = args.out or os.path.join("out", "eigen", dataset)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create output directory {out}: {e.strerror}")
     if not os.access(out, os.W_OK):
         fail(f"output directory {out} is not writable")
-    paths = args.ckpt or train(args, out)
-
-    t0 = time.perf_counter()  # ---- the analysis: everything below needs only weights + test set
-    models = [load_model(p) for p in paths]
+    paths = args.ckpt
+    if not models:
+        paths = train(args, out)
+        t0 = time.perf_counter()
+        models = [load_model(p) for p in paths]
     if len(models) > 2:
         fail(f"found {len(models)} checkpoints ({', '.join(paths)}); pass two with --ckpt")
     if len({m["cfg"]["dataset"] for m in models}) > 1:
@@ -643,11 +652,18 @@ def main(argv=None):
         # (None: never -- then the decomposition does not explain this model, however many we keep)
         hit = (r["topk"] >= r["acc"] - 0.01).nonzero()
         r["k_within_1pt"] = int(hit[0]) + 1 if len(hit) else None
+        # the same against the FULL decomposition (k = d): how many eigenvectors carry the quadratic
+        # form h^T Q_c h itself -- for a bilinear model the two coincide (the form is the model)
+        r["k_form_1pt"] = int((r["topk"] >= r["topk"][-1] - 0.01).nonzero()[0]) + 1
         r["share5"] = float(share)
-        print(f"{m['label']:>16s}: model test acc {r['acc']:.4f} | Σλ(vᵀh)² with top-k per class: "
+        saved = m["cfg"].get("test_acc")  # what train_mnist.py measured: a check of the loader + fold
+        print(f"{m['label']:>16s}: model test acc {r['acc']:.4f}"
+              + (f" (checkpoint says {saved:.4f})" if isinstance(saved, float) else "") + " | "
+              f"Σλ(vᵀh)² with top-k per class: "
               f"k=1 {float(r['topk'][0]):.4f}, k=3 {float(r['topk'][min(2, len(r['topk']) - 1)]):.4f}, "
               f"all {float(r['topk'][-1]):.4f} | smallest k within 1 pt of the model: "
-              f"{r['k_within_1pt'] or 'never'} of {lam.shape[1]} | |λ| share of top-5: {float(share):.2f}")
+              f"{r['k_within_1pt'] or 'never'} of {lam.shape[1]} (of the full decomposition: "
+              f"{r['k_form_1pt']}) | |λ| share of top-5: {float(share):.2f}")
         if m["act"].name != "identity":
             stats, true, approx = sqs_first_order(m, h, lam, V, y, logits)
             fo[m["label"]] = (stats, true, approx)
@@ -735,6 +751,12 @@ def main(argv=None):
         print(f"[{'REPRODUCED' if ok else 'NOT REPRODUCED'}] App. B.0.1 ({l}): a few eigenvectors carry "
               f"each class -- {how} vs the model's {r['acc']:.4f} (within 1 pt with 'few' = at most "
               f"max(10, d/10) = {few}); top-5 hold {r['share5']:.0%} of Σ|λ|")
+        if r["k_form_1pt"] != r["k_within_1pt"]:   # a gated model: the form and the model differ
+            ok = r["k_form_1pt"] <= few
+            verdicts[f"few_eigenvectors_of_form_{l}"] = ok
+            print(f"[{'HOLDS' if ok else 'DOES NOT HOLD'}] ... of {l}'s quadratic form h^T Q_c h only (not of "
+                  f"the model): top-{r['k_form_1pt']} reach {float(r['topk'][r['k_form_1pt'] - 1]):.4f} vs "
+                  f"{float(r['topk'][-1]):.4f} with all {d}")
     if base is not None:
         table = res["sim"]
         low = float(table[~table.isnan()].min())
@@ -771,7 +793,7 @@ def main(argv=None):
     summary = dict(dataset=dataset, checkpoints=paths, ranks=R, explained=picks, verdicts=verdicts,
                    models={l: dict(config=next(m["cfg"] for m in models if m["label"] == l),
                                    acc=res[l]["acc"], topk=[round(float(v), 5) for v in res[l]["topk"]],
-                                   k_within_1pt=res[l]["k_within_1pt"],
+                                   k_within_1pt=res[l]["k_within_1pt"], k_form_1pt=res[l]["k_form_1pt"],
                                    first_order=fo[l][0] if l in fo else None) for l in labels},
                    similarity=None if base is None else dict(table=res["sim"].tolist(), chance=base,
                                                              best_match=res["sim_best"].tolist()),

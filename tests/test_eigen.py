@@ -103,6 +103,25 @@ def test_q_symmetric_and_antisymmetric_part_contributes_zero():
     assert (lam.abs()[:, :-1] >= lam.abs()[:, 1:]).all()
 
 
+def test_sqs_reading_is_exact_at_identity_gate_and_first_order_in_the_quasilinear_range():
+    """sqs(s) = (s - c sign s)/(1 + lam|s|) -> s as c, lam -> 0: the bilinear reading h^T Q_c h of the
+    SQS-GLU logits is exact at c = lam = 0, and its error shrinks with the distance from identity."""
+    cfg, sd = random_model(seed=5)
+    x = torch.rand(300, 784, dtype=torch.float64)
+    y = torch.zeros(300, dtype=torch.long)
+    errs = []
+    for spec in ("sqs:0,0,1", "sqs:0.0001,0.001,1", "sqs:0.01,0.5,1"):
+        m = as_model(dict(cfg, act=spec), sd)
+        _, _, lam, V = eigen.decompose(m)
+        h = x @ m["We"].T
+        stats, true, approx = eigen.sqs_first_order(m, h, lam, V, y, eigen.forward(m, x))
+        errs.append(stats["rel_logit_error"])
+        if spec == "sqs:0,0,1":
+            torch.testing.assert_close(true, unfolded_logits(sd, x), rtol=1e-12, atol=1e-14)
+            assert stats["pred_agreement"] == 1.0
+    assert errs[0] < 1e-12 < errs[1] < 0.05 < errs[2], errs
+
+
 def test_topk_accuracy_at_full_k_equals_model_accuracy():
     cfg, sd = random_model(d=16, dh=16, seed=2)
     m = as_model(cfg, sd)
@@ -149,6 +168,12 @@ def test_end_to_end_from_checkpoints_writes_all_figures(tmp_path, capsys, monkey
     (lambda cfg, sd: sd.__setitem__("head.weight", torch.zeros(10, 5)), "head.weight has shape [10, 5]"),
     (lambda cfg, sd: cfg.__setitem__("layers", 2), "layers=2"),
     (lambda cfg, sd: cfg.__setitem__("residual", True), "residual=True"),
+    (lambda cfg, sd: cfg.pop("d_hidden"), "config lacks d_hidden"),
+    (lambda cfg, sd: cfg.__setitem__("act", 7), "config act 7"),
+    (lambda cfg, sd: cfg.__setitem__("act", "nonsense"), "unknown activation"),
+    (lambda cfg, sd: cfg.__setitem__("d_model", "12"), "must be positive integers"),
+    (lambda cfg, sd: cfg.__setitem__("dataset", "cifar"), "'cifar'"),
+    (lambda cfg, sd: sd.__setitem__("embed.weight", torch.full((12, 784), float("nan"))), "NaN"),
 ])
 def test_broken_checkpoint_gives_one_clear_line(tmp_path, breakage, message):
     cfg, sd = random_model()
@@ -173,7 +198,7 @@ def test_end_to_end_training_path(tmp_path):
     write_idx(tmp_path / "data", n_train=256, n_test=64)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, os.path.join(ROOT, "eigen.py"), "--dataset", "mnist", "--data-dir",
-                        str(tmp_path / "data"), "--epochs", "1", "--out", str(out)],
+                        str(tmp_path / "data"), "--quick", "--epochs", "1", "--out", str(out)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
