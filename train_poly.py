@@ -43,8 +43,10 @@ overhead (about 5 minutes here). Instead every model is one row of a parameter m
 (models x params): one forward computes all models of one (activation, variant) group at once
 with a leading "model" dimension, one backward of the *summed* per-model losses gives every model
 exactly its own gradient (the models share no parameters), and Adam -- elementwise -- updates all
-rows as if each had its own optimizer. A model whose loss turns NaN/inf is frozen (its Adam update
-masked out) and reported as "diverged"; the others go on.
+rows as if each had its own optimizer. A model whose loss turns NaN/inf -- or blows up to more
+than 1e4 x its first-step loss, which Adam's bounded steps reach long before float32 overflows
+(try --lr 1e3) -- is frozen (its Adam update masked out) and reported as "diverged"; the others
+go on.
 
 Run:  python train_poly.py              # full sweep, ~ 0.5-1 min on 2 CPU cores
       python train_poly.py --quick      # classroom size, seconds
@@ -57,6 +59,8 @@ import os
 import sys
 import time
 import warnings
+
+T_START = time.perf_counter()    # the printed wall time includes importing torch and matplotlib
 
 import numpy as np
 import torch
@@ -75,6 +79,7 @@ QUICK = dict(seeds=2, steps=600)  # --quick: classroom size, a few seconds
 TEST_SIZE, TEST_SEED = 8192, 12345
 COLORS = {"plain": "tab:blue", "squared": "tab:orange", "gated": "tab:green"}  # the blog's colours
 COMPETITIVE = 3.0                # "squared is competitive": median within 3x of gated's (or better)
+DIVERGED = 1e4                   # a model whose batch loss is NaN/inf or > 1e4 x its first-step loss
 
 
 def parse_args(argv=None):
@@ -197,18 +202,23 @@ def predict(group, theta, x):
     """All models of one group at once. x: (M, B) inputs -> (M, B) outputs."""
     H, act, variant = group["width"], group["act"], group["variant"]
     K = 2 * H if variant == "gated" else H           # first-layer outputs: gate (and value)
-    # pre[m] = x[m] (B x 1) @ W[m] (1 x K) + bias[m]: one batched matmul over the model dim.
-    pre = torch.baddbmm(theta[:, None, K:2 * K], x[:, :, None], theta[:, None, :K])  # (M, B, K)
+
+    def linear(w, b):
+        # z[m, i, k] = x[m, i] * w[m, k] + b[m, k]: a batched (B x 1) @ (1 x H) matmul per model.
+        return torch.baddbmm(b[:, None, :], x[:, :, None], w[:, None, :])          # (M, B, H)
+    z = linear(theta[:, :H], theta[:, K:K + H])      # gate pre-activation w x + b
     if variant == "plain":
-        h = act(pre)
+        h = act(z)
     elif variant == "squared":
-        h = act(pre).square()
+        h = act(z).square()
     elif variant == "gated":
-        h = activations.glu(pre[..., :H], pre[..., H:], act)  # sigma(w x + b) * (u x + d)
+        # value u x + d as its own (M, B, H) tensor: slicing one (M, B, 2H) tensor instead would
+        # make autograd zero-fill and copy a full-size gradient per slice (twice as slow here).
+        h = activations.glu(z, linear(theta[:, H:K], theta[:, K + H:2 * K]), act)
     else:  # "tied": value = gate pre-activation, so for ReLU h = ReLU(z) * z = ReLU(z)^2 exactly
-        h = activations.glu(pre, pre, act)
+        h = activations.glu(z, z, act)
     a, c = theta[:, 2 * K:2 * K + H], theta[:, 2 * K + H]
-    return torch.bmm(h, a[:, :, None])[..., 0] + c[:, None]
+    return torch.bmm(h, a[:, :, None])[..., 0] + c[:, None]                     # (M, B)
 
 
 def make_groups(acts, variants, widths, seeds, tied_width):
@@ -253,7 +263,8 @@ def test_losses(groups, device):
 
 def train(groups, steps, batch, lr, n_seeds, device, progress=True):
     """Adam on every model at once. Returns per-group loss curves (steps, M) (NaN once diverged)
-    and the step at which each model diverged (-1 = never).
+    and the step at which each model diverged (-1 = never): its batch loss was NaN/inf or more
+    than DIVERGED x its first-step loss.
 
     Why one Adam is many: Adam's update m/(sqrt(v)+eps) is elementwise, so stacking independent
     models as rows changes nothing for any one of them; the loss is a *sum* of per-model losses,
@@ -276,9 +287,11 @@ def train(groups, steps, batch, lr, n_seeds, device, progress=True):
         total = 0.0
         for g in groups:
             loss = mse(g, g["theta"], xs.repeat(len(TARGETS), 1))  # models are ordered (n, seed)
-            finite = torch.isfinite(loss)
-            g["died"] = torch.where(g["alive"] & ~finite, t, g["died"])
-            g["alive"] &= finite
+            if t == 1:
+                g["first"] = loss.detach()
+            ok = torch.isfinite(loss) & (loss <= DIVERGED * g["first"])   # NaN compares False
+            g["died"] = torch.where(g["alive"] & ~ok, t, g["died"])
+            g["alive"] &= ok
             g["curve"][t - 1] = torch.where(g["alive"], loss.detach(), math.nan)
             total = total + torch.where(g["alive"], loss, 0.0).sum()
         grads = torch.autograd.grad(total, [g["theta"] for g in groups])
@@ -322,7 +335,7 @@ def summarise(groups, init, final):
                 per_seed.append(dict(act=g["act"].spec, variant=g["variant"], n=n,
                                      seed=g["models"][i][1], width=g["width"],
                                      initial=float(l0[i]), final=float(l1[i]),
-                                     diverged=bool(g["died"][i] >= 0),
+                                     diverged=bool(g["died"][i] >= 0 or not math.isfinite(l1[i])),
                                      diverged_step=int(g["died"][i])))
     return rows, per_seed
 
@@ -346,32 +359,42 @@ def markdown_table(rows, acts, variants):
     return "\n".join(lines)
 
 
-def verdicts(rows, acts, variants):
-    """The blog's two claims, per activation, judged on medians over seeds for n >= 2.
+def verdicts(rows, per_seed, acts, variants):
+    """The blog's two claims, per activation, judged on medians over seeds for n >= 2 (a diverged
+    median counts as +inf). The details add how many seeds agree, pairing the runs of one seed
+    (same w, b, a, c init, same data), so a median win inside the seed spread shows as e.g. 2/3.
     Claim 1: gated beats plain (lower median) for every n >= 2.
     Claim 2: squared is competitive (median <= COMPETITIVE x gated's) or better, for every n >= 2."""
     find = {(r["act"], r["variant"], r["n"]): r["median"] for r in rows}
     med = lambda a, v, n: find[(a, v, n)] if math.isfinite(find[(a, v, n)]) else math.inf
-    out = []
+    loss = {(r["act"], r["variant"], r["n"], r["seed"]):
+            math.inf if r["diverged"] else r["final"] for r in per_seed}
+    seeds = sorted({r["seed"] for r in per_seed})
+
+    def paired(a, v1, v2, n):  # "k/S seeds": in how many seeds v1 ends below v2
+        return f"{sum(loss[(a, v1, n, s)] < loss[(a, v2, n, s)] for s in seeds)}/{len(seeds)} seeds"
+
+    def ratio(a, v1, v2, n):   # median of v1 / median of v2
+        r1, r2 = med(a, v1, n), med(a, v2, n)
+        return f"{r1 / r2:.3g}" if math.isfinite(r1) and math.isfinite(r2) else "n/a (diverged)"
+    out, ns = [], TARGETS[1:]
     for a in (act.spec for act in acts):
         if {"plain", "gated"} <= set(variants):
-            wins = [n for n in TARGETS[1:] if med(a, "gated", n) < med(a, "plain", n)]
-            detail = "; ".join(f"x^{n}: {med(a, 'plain', n) / med(a, 'gated', n):.3g}x lower"
-                               if n in wins else f"x^{n}: NOT lower "
-                               f"({med(a, 'gated', n):.1e} vs {med(a, 'plain', n):.1e})"
-                               for n in TARGETS[1:])
-            out.append(dict(act=a, claim="gated beats plain for n >= 2",
-                            holds=len(wins) == len(TARGETS) - 1,
-                            verdict=_word(len(wins), len(TARGETS) - 1), detail=detail))
+            wins = [n for n in ns if med(a, "gated", n) < med(a, "plain", n)]
+            detail = "; ".join(f"x^{n}: plain/gated = {ratio(a, 'plain', 'gated', n)}, gated lower "
+                               f"in {paired(a, 'gated', 'plain', n)}" for n in ns)
+            out.append(dict(act=a, claim="gated beats plain for n >= 2", holds=len(wins) == len(ns),
+                            verdict=_word(len(wins), len(ns)), detail=detail))
         if {"squared", "gated"} <= set(variants):
-            comp = [n for n in TARGETS[1:] if med(a, "squared", n) <= COMPETITIVE * med(a, "gated", n)]
-            better = [n for n in TARGETS[1:] if med(a, "squared", n) < med(a, "gated", n)]
-            detail = "; ".join(f"x^{n}: squared/gated = {med(a, 'squared', n) / med(a, 'gated', n):.2g}"
-                               for n in TARGETS[1:]) + \
-                f" (better at n = {', '.join(map(str, better)) or 'none'})"
+            comp = [n for n in ns if med(a, "squared", n) < math.inf and
+                    med(a, "squared", n) <= COMPETITIVE * med(a, "gated", n)]
+            better = [n for n in ns if med(a, "squared", n) < med(a, "gated", n)]
+            detail = "; ".join(f"x^{n}: squared/gated = {ratio(a, 'squared', 'gated', n)}, squared "
+                               f"lower in {paired(a, 'squared', 'gated', n)}" for n in ns) + \
+                f" (median better at n = {', '.join(map(str, better)) or 'none'})"
             out.append(dict(act=a, claim=f"squared competitive (<= {COMPETITIVE:g}x gated) or better"
-                            " for n >= 2", holds=len(comp) == len(TARGETS) - 1,
-                            verdict=_word(len(comp), len(TARGETS) - 1), detail=detail))
+                            " for n >= 2", holds=len(comp) == len(ns),
+                            verdict=_word(len(comp), len(ns)), detail=detail))
     return out
 
 
@@ -393,17 +416,20 @@ def equivalence(groups, device):
     rows = []
     for n in TARGETS:
         idx = [i for i, (nn, _) in enumerate(sq["models"]) if nn == n]
-        med = lambda g: float(np.nanmedian(g["final"][idx].numpy()))
-        rel = ((tied["curve"][:, idx] - sq["curve"][:, idx]).abs() / sq["curve"][:, idx])
-        with np.errstate(all="ignore"):
+        c_tied, c_sq = tied["curve"][:, idx], sq["curve"][:, idx]
+        both_nan = c_tied.isnan() & c_sq.isnan()      # frozen at the same step: the same, too
+        rel = torch.where(both_nan, 0.0, (c_tied - c_sq).abs() / c_sq).nan_to_num(math.inf)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):   # all-NaN if all diverged
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = lambda g: float(np.nanmedian(g["final"][idx].numpy()))
             drift = np.log10(curve_band(gated["curve"], idx)[0] / curve_band(sq["curve"], idx)[0])
-        rows.append(dict(n=n, relu2=med(sq), tied=med(tied), untied=med(gated),
-                         tied_identical=bool(torch.equal(tied["curve"][:, idx], sq["curve"][:, idx])),
-                         tied_gap=float(rel.nan_to_num(math.inf).max()),
-                         tied_fn_gap=float((f_tied[idx] - f_sq[idx]).abs().max()),
-                         untied_ratio=med(gated) / med(sq),
-                         untied_drift=float(np.nanmax(np.abs(drift))),
-                         untied_width=gated["width"]))
+            rows.append(dict(n=n, relu2=med(sq), tied=med(tied), untied=med(gated),
+                             tied_identical=bool(((c_tied == c_sq) | both_nan).all()),
+                             tied_gap=float(rel.max()),
+                             tied_fn_gap=float((f_tied[idx] - f_sq[idx]).abs().max()),
+                             untied_ratio=med(gated) / med(sq),
+                             untied_drift=float(np.nanmax(np.abs(drift))),
+                             untied_width=gated["width"]))
     return rows
 
 
@@ -414,9 +440,10 @@ def equivalence_markdown(rows, width):
              "|---" * 8 + "|"]
     for r in rows:
         same = "bit-identical" if r["tied_identical"] else f"max rel. gap {r['tied_gap']:.1e}"
-        lines.append(f"| x^{r['n']} | {r['relu2']:.1e} | {r['tied']:.1e} | {same} | "
-                     f"{r['tied_fn_gap']:.1e} | {r['untied']:.1e} | {r['untied_ratio']:.2g} | "
-                     f"{r['untied_drift']:.2f} |")
+        f = lambda v, fmt: format(v, fmt) if math.isfinite(v) else "diverged"
+        lines.append(f"| x^{r['n']} | {f(r['relu2'], '.1e')} | {f(r['tied'], '.1e')} | {same} | "
+                     f"{r['tied_fn_gap']:.1e} | {f(r['untied'], '.1e')} | "
+                     f"{f(r['untied_ratio'], '.2g')} | {r['untied_drift']:.2f} |")
     return "\n".join(lines)
 
 
@@ -470,7 +497,6 @@ def plot_losses(groups, acts, variants, path):
     fig.suptitle("plain vs squared vs gated MLPs fitting x^n (median over seeds, band = min–max, "
                  f"{max(1, len(g['curve']) // 100)}-step moving geometric mean)",
                  fontsize=10)
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -501,12 +527,16 @@ def plot_equivalence(groups, path):
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle("ReLU(z)·z = ReLU(z)²: tied gated ReLU and ReLU² coincide; untied drifts",
                  fontsize=10)
-    fig.tight_layout()
     _save(fig, path)
 
 
 def _save(fig, path):
+    """Fixed margins (in inches) instead of tight_layout, which costs ~1 s of tick measuring on
+    these log axes -- a tenth of the --quick run."""
     import matplotlib.pyplot as plt
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=0.75 / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.5 / h,
+                        wspace=0.3, hspace=0.3)
     fig.savefig(path + ".tmp", format="png", dpi=100)
     os.replace(path + ".tmp", path)
     plt.close(fig)
@@ -518,7 +548,7 @@ def _save(fig, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    t0 = time.perf_counter()
+    t0 = T_START if argv is None else time.perf_counter()   # called from a test: time this call
     torch.set_num_threads(args.threads)
     widths = matched_widths(VARIANTS, args.width) if args.match_params else \
         {v: args.width for v in VARIANTS}
@@ -543,7 +573,7 @@ def main(argv=None):
     rows, per_seed = summarise(groups, init, final)
     main_rows = [r for r in rows if r["main"]]
     table = markdown_table(main_rows, args.acts, args.variants)
-    claims = verdicts(main_rows, args.acts, args.variants)
+    claims = verdicts(main_rows, per_seed, args.acts, args.variants)
     eq = equivalence(groups, args.device)
     eq_table = equivalence_markdown(eq, widths["squared"])
 
@@ -586,7 +616,7 @@ def main(argv=None):
     print(eq_table)
     n_div = sum(r["diverged"] for r in per_seed)
     if n_div:
-        print(f"\n{n_div} model(s) diverged (NaN/inf loss) and were frozen; see poly_seeds.csv")
+        print(f"\n{n_div} model(s) diverged (loss NaN/inf or > {DIVERGED:g} x its first) and were frozen; see poly_seeds.csv")
     print(f"\nwall time: {wall:.1f} s")
     print(f"figure: {paths['figure']}\nfigure: {paths['equivalence']}\n"
           f"table:  {paths['table_md']}\ntable:  {paths['table_csv']}\ntable:  {paths['table_json']}")
