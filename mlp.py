@@ -40,10 +40,16 @@ Speed: all students (and seeds) are trained as ONE batched program: every weight
 "model" dimension and the matmuls are batched (torch.baddbmm), so 8 students cost one Python loop
 instead of eight. Only the elementwise activation is applied per student.
 """
+import os
+
+# On this shared 2-core machine libgomp's default busy-waiting OpenMP threads stall each other whenever
+# one is preempted: a --quick run took 8x longer under load. Passive waiting costs nothing measurable
+# on an idle machine. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import math
-import os
 import sys
 import time
 
@@ -72,8 +78,13 @@ BLOG = {
 # Config
 # ------------------------------------------------------------------------------------------------
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # bad input -> exactly one line on stderr, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def get_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = Parser(prog="mlp.py",
         description="Effective linearity (R^2) of residual-MLP students of a frozen SiLU teacher "
                     "[MLP2], and the generalized-SiLU sweep.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
