@@ -159,6 +159,78 @@ def test_untied_gated_relu_from_tied_init_stays_tied():
     assert torch.equal(theta[:, 2 * H:3 * H], theta[:, 3 * H:4 * H])
 
 
+def test_divergence_end_to_end_marks_only_the_diverged(tmp_path):
+    """lr 1 (100x the default) blows up some ReLU nets but not others: the run still finishes,
+    the blown-up ones are "diverged" in the table, the rest have finite losses."""
+    res = tp.main(["--acts", "relu", "--lr", "1", "--steps", "100", "--seeds", "1",
+                   "--no-progress", "--out", str(tmp_path)])
+    div = [r for r in res["per_seed"] if r["diverged"]]
+    alive = [r for r in res["per_seed"] if not r["diverged"]]
+    assert div and alive, "expected a mix of diverged and finished models at lr 1"
+    assert all(r["diverged_step"] >= 1 for r in div if r["variant"] != "tied")
+    assert all(math.isfinite(r["final"]) for r in alive)
+    assert "diverged" in (tmp_path / "poly_table.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "poly_table.csv")))
+    assert sum(int(r["diverged"]) for r in rows) >= 1
+    assert (tmp_path / "poly_losses.png").stat().st_size > 200
+
+
+def test_cpu_runs_are_deterministic(tmp_path):
+    args = ["--acts", "relu,silu", "--variants", "plain,gated", "--steps", "40", "--seeds", "2",
+            "--no-progress"]
+    a = tp.main([*args, "--out", str(tmp_path / "a")])
+    b = tp.main([*args, "--out", str(tmp_path / "b")])
+    assert a["per_seed"] == b["per_seed"]           # exact floats, every model
+    assert (tmp_path / "a" / "poly_table.csv").read_bytes() == \
+        (tmp_path / "b" / "poly_table.csv").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# Verdicts are computed from the numbers; --device auto prefers cuda > mps > cpu
+# ------------------------------------------------------------------------------------------------
+
+def fake_results(finals):
+    """finals[(variant, n)] = per-seed final losses (None = diverged) -> (rows, per_seed)."""
+    rows, per_seed = [], []
+    for (v, n), losses in finals.items():
+        ok = sorted(l for l in losses if l is not None)
+        rows.append(dict(act="relu", variant=v, n=n,
+                         median=float(torch.tensor(ok).median()) if ok else math.nan))
+        per_seed += [dict(act="relu", variant=v, n=n, seed=s, final=math.nan if l is None else l,
+                          diverged=l is None) for s, l in enumerate(losses)]
+    return rows, per_seed
+
+
+def test_verdicts_follow_the_numbers():
+    acts = activations.parse_acts("relu")
+    finals = {("plain", n): [1.0, 1.0, 1.0] for n in tp.TARGETS}
+    finals.update({("gated", n): [0.1, 0.1, 2.0] for n in tp.TARGETS})        # median 0.1
+    finals.update({("squared", 2): [0.2, 0.2, 0.2], ("squared", 3): [0.5, 0.5, 0.5],
+                   ("squared", 4): [None, None, None], ("squared", 1): [1.0, 1.0, 1.0]})
+    claims = {c["claim"][:5]: c for c in tp.verdicts(*fake_results(finals), acts, tp.VARIANTS)}
+    assert claims["gated"]["verdict"] == "HOLDS" and claims["gated"]["holds"]
+    assert "gated lower in 2/3 seeds" in claims["gated"]["detail"]    # the spread shows
+    sq = claims["squar"]
+    # x^2: 2x gated -> competitive; x^3: 5x -> not; x^4: all diverged -> not competitive
+    assert sq["verdict"] == "PARTLY (1/3 targets)" and not sq["holds"]
+    assert "n/a (diverged)" in sq["detail"]
+    finals.update({("gated", n): [3.0, 3.0, 3.0] for n in tp.TARGETS})
+    claims = tp.verdicts(*fake_results(finals), acts, ["plain", "gated"])
+    assert len(claims) == 1 and claims[0]["verdict"] == "DOES NOT HOLD"
+
+
+def test_device_auto_order(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert tp.pick_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="--device cuda is not available"):
+        tp.pick_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert tp.pick_device("auto") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tp.pick_device("auto") == "cuda"
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad arguments: one clear line, no traceback
 # ------------------------------------------------------------------------------------------------
