@@ -8,13 +8,15 @@ a sample from every model starting "once upon a time". Everything is built here,
 skip finished work (the staging follows llama2.c's tinystories.py, written anew):
 
     1. download   TinyStories text files from Hugging Face        data/tinystories/*.txt
+                  (or --synthetic: write a template-story stand-in    data/synthetic/*.txt)
     2. tokenizer  byte-level BPE trained from scratch (lowercased)   data/tinystories/tok4096.json
     3. pretokenize every story once into a uint16 memmap           data/tinystories/tok4096_train_*.bin
     4. train      one model per gate (--acts), checkpoints          out/train_tinystories/ckpt_*.pt
     5. evaluate   val loss / perplexity at 25/50/75/100 %           out/train_tinystories/table.md
     6. sample     "once upon a time ..." from each model            out/train_tinystories/samples.md
 
-    python train_tinystories.py                  # CPU default: a subset of stories, ~15 min for 5 gates
+    python train_tinystories.py                  # CPU default: a subset of stories, < 15 min for 5 gates
+    python train_tinystories.py --synthetic      # offline: the same on a stand-in corpus (NOT TinyStories)
     python train_tinystories.py --quick          # classroom run (tiny model, seconds once data exists)
     python train_tinystories.py --paper          # paper scale: all stories, batch 512, 3 epochs (GPU)
     torchrun --nproc_per_node 4 train_tinystories.py --paper     # the same on 4 GPUs (DDP)
@@ -37,13 +39,26 @@ What the paper leaves open, and what this script does about it (all are flags):
     --norm layernorm for the GPT-2 block. Without any norm a bilinear GLU (a quadratic in its input)
     stacked 4 times can blow up; pre-norm feeds every GLU unit-RMS inputs.
   * epochs: section 4.2.2 says 3, the Appendix A table says 20. --paper uses 3; --epochs 20 is the other.
-  * "Metric" is perplexity. We report exp(mean token loss) over the validation windows.
+  * "Metric" is perplexity. We report exp(mean token loss) over the validation windows. The paper's
+    perplexities are 12-14 % above exp(its loss) in every row (exp(1.9021) = 6.70 vs 7.6538), so
+    it probably averaged per-batch or per-story perplexities (>= exp(mean loss) by Jensen); unknown.
+  * --synthetic: no internet, no TinyStories? A generated corpus of simple template stories (written
+    by synthetic_story below, same file format) exercises every stage and measures speed. It is NOT
+    TinyStories: its losses say nothing about the paper's numbers, and every output says so.
 """
+import os
+
+# OpenMP's default busy-waiting makes torch's 2 CPU threads stall each other whenever another
+# process takes a core for a moment: a d = 128 training step ran 2-5x slower (and erratically) on
+# this shared 2-core machine; passive waiting fixed it (6,251 tok/s). Must precede `import torch`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import heapq
+import http.client
 import json
 import math
-import os
+import random
 import re
 import sys
 import time
@@ -66,7 +81,8 @@ import activations
 HF_BASE = os.environ.get("MLPLAB_TINYSTORIES_URL",
                          "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main")
 FILES = {"v1": ("TinyStories-train.txt", "TinyStories-valid.txt"),
-         "v2": ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")}
+         "v2": ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"),
+         "synthetic": ("synthetic-train.txt", "synthetic-valid.txt")}   # stand-in, NOT TinyStories
 SIZES = {"TinyStories-train.txt": 1_924_281_556, "TinyStories-valid.txt": 19_447_282,
          "TinyStoriesV2-GPT4-train.txt": 2_227_753_162, "TinyStoriesV2-GPT4-valid.txt": 22_502_601}
 EOT = "<|endoftext|>"   # the story separator in the files; token 256 marks a story start here
@@ -81,10 +97,10 @@ PAPER = {"relu": ("ReLU", [(2.1264, 9.4803), (1.9958, 8.3943), (1.9434, 7.9114),
 MARKS = (0.25, 0.5, 0.75, 1.0)
 
 # Presets: a flag given explicitly on the command line always wins over a preset.
-CPU_DEFAULT = dict(max_stories=20000, val_stories=0, vocab=4096, ctx=256, batch=8, steps=300,
-                   eval_windows=64, ckpt_every=100)
+CPU_DEFAULT = dict(max_stories=20000, val_stories=0, vocab=4096, ctx=256, batch=8, steps=400,
+                   eval_windows=128, ckpt_every=100)
 QUICK = dict(max_stories=2000, val_stories=300, vocab=512, tok_mb=1.0, layers=2, d_model=64,
-             hidden=64, heads=2, ctx=64, batch=16, steps=60, eval_windows=32, sample_tokens=60)
+             hidden=64, heads=2, ctx=64, batch=16, steps=300, eval_windows=32, sample_tokens=60)
 PAPER_SCALE = dict(max_stories=0, val_stories=0, vocab=4096, ctx=256, batch=512, epochs=3.0,
                    eval_windows=0, ckpt_every=1000)
 
@@ -96,12 +112,18 @@ def get_args(argv=None):
                     "classroom run. Data stages (download, tokenizer, pretokenize) skip finished work.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", default="data/tinystories",
-                   help="where the TinyStories .txt files are (or get downloaded) and the tokenizer "
-                        "and .bin files are written")
-    g.add_argument("--version", choices=sorted(FILES), default="v1",
+    g.add_argument("--data-dir", help="where the TinyStories .txt files are (or get downloaded) and "
+                   "the tokenizer and .bin files are written (default data/tinystories, "
+                   "data/synthetic with --synthetic)")
+    g.add_argument("--version", choices=("v1", "v2"),
                    help="v1 = TinyStories-{train,valid}.txt (the paper's 2.12M/22k stories), "
-                        "v2 = the GPT-4-only TinyStoriesV2 files")
+                        "v2 = the GPT-4-only TinyStoriesV2 files (default: v1, or v2 if only the "
+                        "v2 files are in --data-dir)")
+    g.add_argument("--synthetic", action="store_true",
+                   help="offline stand-in: generate simple template stories (NOT TinyStories) "
+                        "instead of downloading; for speed measurements and classrooms")
+    g.add_argument("--synthetic-stories", type=int, default=30000,
+                   help="training stories to generate with --synthetic (validation: a tenth)")
     g.add_argument("--max-stories", type=int, help="train on the first N training stories (0 = all); "
                    f"default {CPU_DEFAULT['max_stories']} (CPU), all with --paper")
     g.add_argument("--val-stories", type=int, help="use the first N validation stories (0 = all)")
@@ -179,6 +201,15 @@ def get_args(argv=None):
         p.error("--vocab must be in 258..65535 (256 bytes + <|endoftext|> + merges; uint16 files)")
     if args.d_model % args.heads:
         p.error(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
+    if args.synthetic and args.version:
+        p.error("--synthetic and --version exclude each other")
+    if args.data_dir is None:
+        args.data_dir = "data/synthetic" if args.synthetic else "data/tinystories"
+    if args.synthetic:
+        args.version = "synthetic"
+    elif args.version is None:   # v1 unless only the v2 files are there
+        have = lambda v: all(os.path.exists(os.path.join(args.data_dir, f)) for f in FILES[v])
+        args.version = "v2" if have("v2") and not have("v1") else "v1"
     if args.match_params:
         args.hidden = round(8 * args.d_model / 3)
     for k in ("layers", "d_model", "hidden", "heads", "ctx", "batch", "seeds", "sample_tokens"):
@@ -234,6 +265,8 @@ def download(url, path, timeout=30):
 
 def text_files(args):
     """Paths of the train and valid text files, downloading any that are missing."""
+    if args.version == "synthetic":
+        return write_synthetic(args.data_dir, args.synthetic_stories)
     paths = []
     for name in FILES[args.version]:
         path = os.path.join(args.data_dir, name)
@@ -243,13 +276,86 @@ def text_files(args):
             try:
                 os.makedirs(args.data_dir, exist_ok=True)
                 download(url, path)
-            except (OSError, urllib.error.URLError) as e:  # URLError, HTTPError, timeouts
+            except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, timeouts, cut
                 want = "\n".join(f"  {n}  ({SIZES[n]:,} bytes)  {HF_BASE}/{n}"
                                  for n in FILES[args.version])
                 sys.exit(f"error: could not download {url}: {getattr(e, 'reason', e)}\n"
                          f"TinyStories is not in {os.path.abspath(args.data_dir)}. Download these "
                          f"files elsewhere and put them there (or pass --data-dir DIR):\n{want}\n"
-                         "(a partial download is kept as <name>.part and resumed on the next run)")
+                         "(a partial download is kept as <name>.part and resumed on the next run; "
+                         "--synthetic runs offline on a stand-in corpus that is NOT TinyStories)")
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage 1 offline: a synthetic stand-in corpus (--synthetic). NOT TinyStories.
+# ------------------------------------------------------------------------------------------------
+# Simple stories from a small grammar: a character (a common name, or one made of random syllables
+# so that the word list has a long tail as real text does), a pet, a place, a wish, a few events
+# with dialogue, a problem solved with help, an ending. Mixed case (so lowercasing matters), curly
+# apostrophes and a few accented words (so the UTF-8 paths are used). Its statistics are far
+# simpler than TinyStories': losses on it are much lower and say nothing about the paper.
+NAMES = ("lily tom ben mia max sue anna sam lucy jack emma leo zoe tim kate noah ella finn amy "
+         "jake rosa oscar ruby theo nina hugo ivy omar lena").split()
+SYLLABLES = "ba be bo da di do ka ki ko la li lo ma mi mo na ni no pa pi ra ri ro sa si ta ti to va zu".split()
+WORDS = dict(
+    animal="cat dog bird frog fish bunny duck puppy kitten bear fox mouse owl turtle horse pig cow "
+           "lion monkey squirrel bee butterfly sheep goat".split(),
+    adj="big small red blue green happy sad shiny old new soft tall little funny brave kind quiet "
+        "loud yellow pink warm cold sleepy curious gentle bright".split(),
+    place="park garden forest beach house school farm river hill town yard lake kitchen room "
+          "castle zoo meadow store café playground".split(),
+    thing="ball kite cake box tree toy car boat book hat flower rock stick apple cookie drum "
+          "balloon blanket shell crayon puzzle swing train doll".split(),
+    feel="happy sad scared excited proud angry surprised tired sorry glad".split(),
+    act="play run jump dance sing swim climb read paint build hide look explore share bake "
+        "draw fly laugh".split(),
+    weather="sunny rainy windy snowy cloudy".split(),
+    helper="mom dad grandma grandpa friend teacher neighbor sister brother".split())
+
+
+def synthetic_story(rng):
+    w = lambda k: rng.choice(WORDS[k])
+    made_up = lambda: "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).title()
+    name = made_up() if rng.random() < 0.3 else rng.choice(NAMES)   # made-up: rare words
+    name, pet, place, thing, thing2 = name.title(), w("animal"), w("place"), w("thing"), w("thing")
+    s = [rng.choice([f"Once upon a time, there was a {w('adj')} {pet} named {name}.",
+                     f"Once upon a time, in a {w('adj')} {place}, there lived a little {pet} called {name}.",
+                     f"One {w('weather')} day, {name} the {pet} went to the {place}.",
+                     f"There once was a {w('adj')} girl named {name}. She had a {w('adj')} {pet}."])]
+    s.append(f"{name} loved to {w('act')} with a {w('adj')} {thing}.")
+    for _ in range(rng.randint(4, 12)):
+        s.append(rng.choice([
+            f"{name} met a {w('adj')} {w('animal')} named {made_up()}.",
+            f"One day, {name} saw a {w('adj')} {thing2} near the {w('place')}.",
+            f"\"Look at the {thing2}!\" said {name}. \"It is so {w('adj')}!\"",
+            f"{name} felt {w('feel')} and wanted to {w('act')}.",
+            f"The {w('animal')} said, \"Can I {w('act')} with you?\" {name} said, \"Yes, let’s {w('act')}!\"",
+            f"They went to the {w('place')} to {w('act')} and {w('act')}.",
+            f"But then the {thing} fell into the {w('place')}, and {name} was {w('feel')}.",
+            f"{name}’s {w('helper')} came to help. Together they found the {thing}.",
+            f"The sky was {w('weather')}, so they had a {w('adj')} picnic with a {w('thing')}.",
+            f"{name} gave the {thing2} to the {w('adj')} {w('animal')}, who was very {w('feel')}.",
+            f"\"Thank you,\" said the {w('animal')}. \"You are a good friend, {name}.\""]))
+    s.append(rng.choice([f"From that day on, {name} and the {pet} played every day.",
+                         f"{name} learned that sharing makes everyone {w('feel')}.",
+                         f"At the end of the day, {name} went home, {w('feel')} and {w('adj')}.",
+                         "They all lived happily ever after. The end."]))
+    return " ".join(s)
+
+
+def write_synthetic(data_dir, n_train, seed=1234):
+    """Write synthetic-{train,valid}.txt (n_train and n_train // 10 stories) in TinyStories' file
+    format, once (a finished file is kept). Deterministic for a seed."""
+    os.makedirs(data_dir, exist_ok=True)
+    paths = []
+    for name, n, sd in zip(FILES["synthetic"], (n_train, max(10, n_train // 10)), (seed, seed + 1)):
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            rng = random.Random(sd)
+            write(path, "".join(synthetic_story(rng) + f"\n{EOT}\n" for _ in range(n)))
+            log(f"wrote {path}: {n:,} synthetic stories (a stand-in, NOT TinyStories)")
         paths.append(path)
     return paths
 
@@ -346,7 +452,9 @@ def train_bpe(texts, vocab_size, lowercase=True):
         for q in touched:
             if count.get(q, 0) > 0:
                 heapq.heappush(heap, (-count[q], q))
-    return Tokenizer(merges, lowercase)
+    tok = Tokenizer(merges, lowercase)
+    tok.trained_on = dict(words=sum(freqs), distinct=len(freqs))
+    return tok
 
 
 class Tokenizer:
@@ -419,9 +527,11 @@ def pretokenize(tok, src, dst, limit):
 
 def prepare(args):
     """Stages 1-3, each skipped when its output exists. Returns (tokenizer, train path, val path)."""
-    case = "" if not args.keep_case else "_cased"
-    tok_path = os.path.join(args.data_dir, f"tok{args.vocab}{case}.json")
-    bins = [os.path.join(args.data_dir, f"tok{args.vocab}{case}_{split}_{n or 'all'}.bin")
+    # file names keyed by vocab size (and case, and the corpus unless it is TinyStories v1)
+    key = f"tok{args.vocab}" + ("_cased" if args.keep_case else "") + \
+        ("" if args.version == "v1" else f"_{args.version}")
+    tok_path = os.path.join(args.data_dir, f"{key}.json")
+    bins = [os.path.join(args.data_dir, f"{key}_{split}_{n or 'all'}.bin")
             for split, n in (("train", args.max_stories), ("valid", args.val_stories))]
     stale = lambda b: not os.path.exists(b) or os.path.getmtime(b) < os.path.getmtime(tok_path)
     if not os.path.exists(tok_path) or any(map(stale, bins)):
@@ -430,13 +540,14 @@ def prepare(args):
             t0, texts, size = time.time(), [], 0
             for s in read_stories(train_txt):
                 texts.append(s)
-                size += len(s)
+                size += len(s.encode())
                 if size >= args.tok_mb * 1e6:
                     break
             tok = train_bpe(texts, args.vocab, lowercase=not args.keep_case)
             tok.save(tok_path)
             log(f"tokenizer: {len(tok.vocab)} tokens learned from {size / 1e6:.1f} MB "
-                f"({len(texts):,} stories) in {time.time() - t0:.1f} s -> {tok_path}")
+                f"({len(texts):,} stories, {tok.trained_on['words']:,} words, "
+                f"{tok.trained_on['distinct']:,} distinct) in {time.time() - t0:.1f} s -> {tok_path}")
         tok = Tokenizer.load(tok_path)
         for src, dst, n in zip((train_txt, valid_txt), bins, (args.max_stories, args.val_stories)):
             if stale(dst):
@@ -600,8 +711,17 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
                              {"params": rest, "weight_decay": 0.0}], lr=args.lr)
     ckpt = os.path.join(args.out, f"ckpt_{slug(act)}_s{seed}.pt")
     state = dict(step=0, train_loss=[], val={}, seconds=0.0, tokens=0, diverged=False)
+    # everything that shapes the loss trajectory; a resumed run must agree on all of it
+    config = dict(vocab=vocab, steps=steps, train_tokens=len(train), val_tokens=len(val),
+                  **{k: getattr(args, k) for k in ("layers", "d_model", "hidden", "heads", "ctx",
+                     "norm", "no_tie", "batch", "lr", "wd", "warmup", "clip", "eval_windows")})
     if args.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location=device, weights_only=True)
+        old = json.loads(c.get("config", "{}"))
+        diff = [f"{k} {old.get(k)} -> {v}" for k, v in config.items() if old.get(k) != v]
+        if diff:
+            sys.exit(f"error: --resume: {ckpt} was made with other settings ({', '.join(diff)}); "
+                     "repeat the original flags or use a new --out")
         model.load_state_dict(c["model"])
         opt.load_state_dict(c["opt"])
         state = json.loads(c["state"])
@@ -612,7 +732,7 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
     def save():
         if rank == 0:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                        "state": json.dumps(state)}, ckpt + ".tmp")
+                        "state": json.dumps(state), "config": json.dumps(config)}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
 
     t0 = time.time()
@@ -686,15 +806,19 @@ def table(results, args, data_note):
     done = {s: r["val"]["1.0"] for s, r in results.items() if "1.0" in r["val"] and math.isfinite(r["val"]["1.0"])}
     ours = " < ".join(sorted(done, key=done.get))
     paper = " < ".join(PAPER[n][0] for n in sorted(PAPER, key=lambda n: PAPER[n][1][3][0]))
-    return (f"Validation loss / perplexity at 25/50/75/100 % of training ({data_note}).\n"
+    warn = ("**SYNTHETIC STAND-IN CORPUS (--synthetic), NOT TinyStories: the 'this run' rows "
+            "cannot be compared with the paper rows at all; they only show that the pipeline "
+            "works and how fast.**\n" if args.version == "synthetic" else "")
+    return (warn + f"Validation loss / perplexity at 25/50/75/100 % of training ({data_note}).\n"
             "Paper rows: Table 1 of arXiv:2509.01874 (full TinyStories, their tokenizer and split, "
             "batch 512, 3 epochs) -- NOT directly comparable: a different tokenizer changes what a "
-            "token is (loss per token), the validation text differs, and this run's scale differs.\n\n"
+            "token is (loss per token), the validation text differs, and this run's scale differs; "
+            "our perplexity is exp(loss), the paper's is 12-14 % above exp(its loss).\n\n"
             + head + "\n".join(rows) + "\n\n"
             f"Final val loss, lowest first -- this run: {ours or '(none finished)'}; paper: {paper}\n")
 
 
-def figure(results, path):
+def figure(results, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -708,6 +832,7 @@ def figure(results, path):
         ax.plot(xs, list(r["val"].values()), "o--", color=line.get_color(), ms=4)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token); dots = validation")
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=100)
@@ -716,7 +841,7 @@ def figure(results, path):
 
 
 def write(path, text):
-    with open(path + ".tmp", "w") as f:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
 
@@ -739,10 +864,12 @@ def main(argv=None):
     try:
         os.makedirs(args.out, exist_ok=True)
         write(os.path.join(args.out, ".writable"), "")
+        os.remove(os.path.join(args.out, ".writable"))
     except OSError as e:
         sys.exit(f"error: output directory {args.out} is not writable: {e}")
 
     # ---- data (rank 0 prepares, the others wait) ----
+    t_start = time.time()
     if rank == 0:
         tok, train_bin, val_bin = prepare(args)
     if world > 1:
@@ -764,6 +891,7 @@ def main(argv=None):
                  f"({steps * args.batch * args.ctx / len(train):.2f} epochs), {n_params:,} params, "
                  f"{world} process(es) on {device}")
     log(data_note)
+    t_data = time.time() - t_start
 
     results = {}
     for act in args.act_list:
@@ -784,6 +912,7 @@ def main(argv=None):
         results[act.spec] = dict(name=act.name, val=val_mean, steps=steps, sample=text,
                                  tok_s=float(np.mean([st["tokens"] / max(st["seconds"], 1e-9) for st in runs])),
                                  train_loss=runs[0]["train_loss"], runs=runs)
+    wall = dict(data=t_data, train=time.time() - t_start - t_data)   # train includes evals, samples
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -792,15 +921,21 @@ def main(argv=None):
     out = args.out
     write(os.path.join(out, "results.json"), json.dumps(dict(config={k: v for k, v in vars(args).items()
                                                                     if k != "act_list"},
-                                                            steps=steps, world=world, results=results), indent=1))
+                                                            steps=steps, world=world, wall_seconds=wall,
+                                                            results=results), indent=1))
     tab = table(results, args, data_note)
     write(os.path.join(out, "table.md"), tab)
-    samples = "".join(f"### {s}\n(prompt {args.prompt!r}, temperature {args.temperature}, top-k "
+    samples = ("**SYNTHETIC stand-in corpus, NOT TinyStories**\n\n" if args.version == "synthetic"
+               else "") + "".join(f"### {s}\n(prompt {args.prompt!r}, temperature {args.temperature}, top-k "
                       f"{args.top_k}, seed {args.sample_seed})\n\n{r['sample'] or '(diverged)'}\n\n"
                       for s, r in results.items())
     write(os.path.join(out, "samples.md"), samples)
-    figure(results, os.path.join(out, "loss.png"))
-    print("\n" + tab + "\n" + samples + f"wrote {out}/table.md, samples.md, loss.png, results.json")
+    figure(results, os.path.join(out, "loss.png"),
+           ("SYNTHETIC stand-in corpus, NOT TinyStories" if args.version == "synthetic" else
+            f"TinyStories {args.version}") + f": {args.layers} layers, d {args.d_model}, {steps} steps")
+    print("\n" + tab + "\n" + samples + f"wrote {out}/table.md, samples.md, loss.png, results.json\n"
+          f"wall time: data stages {wall['data']:.0f} s, training + evaluation + sampling of "
+          f"{len(results)} gate(s) x {args.seeds} seed(s) {wall['train']:.0f} s")
 
 
 if __name__ == "__main__":
