@@ -119,7 +119,7 @@ def test_corrupt_file_cli_error_is_one_line(tmp_path):
     write_dataset(folder, toy_data(30, 10), gz=(True,) * 4)
     write(os.path.join(folder, NAMES[2]), idx_bytes(np.zeros((10, 28, 28), np.uint8), 2049), gz=True)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_mnist.py"), "--data-dir", folder,
-                        "--out", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True, timeout=60)
+                        "--out", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and NAMES[2] in r.stderr and "magic" in r.stderr
@@ -144,7 +144,7 @@ def test_offline_cli_mnist(tmp_path):
     env = dict(os.environ, MLPLAB_MNIST_MIRRORS="http://127.0.0.1:9/")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_mnist.py"), "--dataset", "mnist",
                         "--out", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True,
-                       timeout=60, cwd=tmp_path, env=env)
+                       timeout=300, cwd=tmp_path, env=env)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
     assert "train-images-idx3-ubyte.gz" in r.stderr and "127.0.0.1:9" in r.stderr
     assert not os.path.exists(tmp_path / "data" / "mnist") or os.listdir(tmp_path / "data" / "mnist") == []
@@ -241,7 +241,7 @@ def test_tiny_end_to_end_run(tmp_path):
            "--acts", "relu,sqs", "--plain", "relu2", "--match-params", "--seeds", "2", "--epochs", "8",
            "--batch", "32", "--lr", "1e-2", "--noise-std", "0.3", "--d-model", "16", "--hidden", "16",
            "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     table = (out / "table.md").read_text()
     assert "| FMNIST | ReLU | measured |" in table and "| | | paper | 0.6852 |" in table
@@ -274,5 +274,5 @@ def test_tiny_end_to_end_run(tmp_path):
 
 def test_bad_flags_are_one_line_errors(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_mnist.py"), "--acts", "relu,nope",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "unknown activation 'nope'" in r.stderr and "Traceback" not in r.stderr
