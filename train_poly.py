@@ -485,7 +485,8 @@ def plot_losses(groups, acts, variants, path):
                 idx = [k for k, (nn, _) in enumerate(g["models"]) if nn == n]
                 med, lo, hi = curve_band(g["curve"], idx)
                 steps = np.arange(1, len(med) + 1)
-                ax.plot(steps, med, color=COLORS[v], lw=0.8, label=label(act.spec, v))
+                ax.plot(steps, med, color=COLORS[v], lw=0.8,
+                        label=f"{label(act.spec, v)} (H={g['width']}, {n_params(v, g['width'])} params)")
                 ax.fill_between(steps, lo, hi, color=COLORS[v], alpha=0.2, lw=0)
             ax.set_yscale("log")
             ax.set_title(f"{act.spec}: y = x^{n}", fontsize=9)
