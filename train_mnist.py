@@ -25,6 +25,11 @@ Choices the paper leaves open (see ../shared/REFERENCE.md section 9 and the READ
     Of the four readings the product owner probed (pixels [0,1] or standardised, residual or not),
     only "pixels in [0,1], no residual" shows the paper's pattern (ReLU-GLU and Bilinear clearly
     behind GELU/SwiGLU/SQS); none matches the paper's absolute levels. `--residual` flips it.
+    Our 5-seed run of the default reproduces the pattern and the verdicts, 4-5 points of accuracy
+    below the paper. Its Bilinear and ReLU GLUs fit the noisy training inputs about as well as the
+    others, but on the CLEAN test set Bilinear's loss rises through training and ReLU's stays flat
+    (noise std 1 swamps [0,1] pixels, so clean test inputs lie far from the training distribution;
+    a 2-layer bilinear net is a degree-4 polynomial of its input and extrapolates badly).
   * Hidden width H is not given for MNIST; default H = d = 128 (the paper's Tiny Stories table lists
     hidden = model dim = 128).
   * Input scaling: `--input pixels01` (default, what the issue asks for) or `standard` (subtract the
@@ -42,10 +47,15 @@ Speed: one batched ensemble
   * The loss is the SUM over members of each member's mean cross-entropy, so member m's gradient is
     exactly its own; AdamW is elementwise, so the stacked optimiser state equals G*S separate ones.
   tests/test_mnist.py checks that the ensemble's outputs equal the members run one by one.
+  Measured on the 2-core CPU (fp32, the default command): the full Table 1 for Fashion-MNIST, 25 models
+  x 20 epochs x 60k images, in 286 s wall time (283 s training incl. evaluations, ~106k images/s summed
+  over the models). The issue reports about 12 minutes for a naive one-model-at-a-time loop here.
+  On CUDA, activations.glu runs SQS (and gensilu) gates as the fused Triton kernel of kernel_sqs.py.
 
 Data: an IDX reader (gz or raw) that validates magic numbers, counts and shapes; files are looked up
-in --data-dir, ./data/<dataset>/, /usr/share/datasets/<dataset>/ and otherwise downloaded from the
-canonical mirrors with an MD5 check (temp file + rename: a failed download leaves nothing behind).
+in --data-dir, ./data/<dir>/, /usr/share/datasets/<dir>/ (<dir> = mnist or fashion-mnist, the Debian
+package's name) and otherwise downloaded from the canonical mirrors into --data-dir or ./data/<dir>/
+with a tqdm bar and an MD5 check (temp file + rename: a failed download leaves nothing behind).
 """
 import os
 
@@ -573,21 +583,33 @@ def table_markdown(rows, dataset, total, steps_per_epoch):
 
 
 def first_reach_verdict(rows):
-    """The paper's data-efficiency claim: SQS is the first gate to reach 80/85/90 %."""
+    """The paper's data-efficiency claim: SQS is the first gate to reach 80/85/90 %. Judged on the
+    seed-mean accuracy curve; the per-seed count (same seed = same init and data for every gate)
+    says how robust that is: in how many seeds SQS is earliest, ties included."""
     if "SQS" not in rows:
         return []
-    out = []
+    out, never = [], float("inf")
     for t in (f"{t:.2f}" for t in THRESHOLDS):
         st = {n: r["steps_to"][t] for n, r in rows.items() if r["glu"]}
         reached = [v for v in st.values() if v is not None]
-        if st["SQS"] is None:
-            out.append(f"SQS first to reach {float(t) * 100:.0f} %: DOES NOT HOLD (SQS never reaches it)")
+        claim = f"SQS first to reach {float(t) * 100:.0f} %"
+        if not reached:
+            out.append(f"{claim}: NOT TESTED (no gate reaches it in this run)")
+        elif st["SQS"] is None:
+            out.append(f"{claim}: DOES NOT HOLD (SQS never reaches it)")
         else:
             earliest = min(reached)
             ties = [n for n, v in st.items() if v == earliest]
             ok = st["SQS"] == earliest
-            out.append(f"SQS first to reach {float(t) * 100:.0f} %: {'HOLDS' if ok else 'DOES NOT HOLD'} "
-                       f"(SQS at step {st['SQS']}; earliest {earliest}: {', '.join(ties)})")
+            per_seed = {n: [never if v is None else v for v in r["steps_to_per_seed"][t]]
+                        for n, r in rows.items() if r["glu"] and "steps_to_per_seed" in r}
+            seed_note = ""
+            if "SQS" in per_seed:
+                wins = [min(v[j] for v in per_seed.values()) == per_seed["SQS"][j] < never
+                        for j in range(len(per_seed["SQS"]))]
+                seed_note = f"; per seed SQS is earliest (ties included) in {sum(wins)}/{len(wins)} seeds"
+            out.append(f"{claim}: {'HOLDS' if ok else 'DOES NOT HOLD'} on the seed-mean curve "
+                       f"(SQS at step {st['SQS']}; earliest {earliest}: {', '.join(ties)}{seed_note})")
     return out
 
 

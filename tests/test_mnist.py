@@ -276,3 +276,28 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_mnist.py"), "--acts", "relu,nope",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "unknown activation 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+# -------------------------------------------------------------------------------------- verdicts
+def test_verdicts_follow_the_numbers():
+    paper = {T.label(s): p for s, p in T.PAPER["fashion"].items()}
+    v = T.verdicts(paper, list(paper))
+    assert all("HOLDS" in x and "NOT" not in x for x in v) and len(v) == 3, v
+    # Make SQS worse than ReLU at the 50 % checkpoint and 3 points behind in final accuracy.
+    worse = dict(paper, SQS=[paper["SQS"][0], (0.7, 0.8), paper["SQS"][2], (0.389, 0.838)])
+    v = T.verdicts(worse, list(worse))
+    assert "below ReLU-GLU at every checkpoint: DOES NOT HOLD (3/4" in v[0]
+    assert "on par" in v[2] and "DOES NOT HOLD" in v[2]
+    # Steps to a threshold: SQS first, a tie, and a threshold nobody reaches.
+    rows = {"ReLU": {"glu": True, "steps_to": {"0.80": 300, "0.85": 500, "0.90": None},
+                     "steps_to_per_seed": {"0.80": [100, 300], "0.85": [500, 500], "0.90": [None, None]}},
+            "SQS": {"glu": True, "steps_to": {"0.80": 200, "0.85": 500, "0.90": None},
+                    "steps_to_per_seed": {"0.80": [200, 200], "0.85": [500, None], "0.90": [None, None]}}}
+    f = T.first_reach_verdict(rows)
+    assert "HOLDS on the seed-mean curve (SQS at step 200" in f[0] and "in 1/2 seeds" in f[0]
+    assert "HOLDS" in f[1] and "ReLU, SQS" in f[1] and "in 1/2 seeds" in f[1]
+    assert "NOT TESTED" in f[2]
+    rows["ReLU"]["steps_to"]["0.80"] = 150
+    assert "DOES NOT HOLD on the seed-mean curve (SQS at step 200; earliest 150: ReLU" in T.first_reach_verdict(rows)[0]
+    assert T.first_step([10, 20, 30], [0.5, 0.81, 0.79], 0.8) == 20
+    assert T.first_step([10, 20], [0.5, 0.6], 0.8) is None
