@@ -250,6 +250,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert "Parameters per model: ReLU 14,240, SQS 14,240, plain relu2 14,240" in table   # matched
     for f in ("table.csv", "curves.csv", "results.json", "curves.png", "ckpt_relu.json", "ckpt_plain_relu2.pt"):
         assert (out / f).stat().st_size > 0, f
+    assert not [f for f in os.listdir(out) if ".tmp" in f or f.endswith(".part")]   # temp names renamed
     res = json.loads((out / "results.json").read_text())
     assert res["total_steps"] == 64 and res["history"]["step"] == list(range(8, 65, 8))
     # The toy task is learnable: every GLU member ends well above chance (10 %).
