@@ -354,7 +354,7 @@ def write_synthetic(data_dir, n_train, seed=1234):
         path = os.path.join(data_dir, name)
         if not os.path.exists(path):
             rng = random.Random(sd)
-            write(path, "".join(synthetic_story(rng) + f"\n{EOT}\n" for _ in range(n)))
+            write(path, f"\n{EOT}\n".join(synthetic_story(rng) for _ in range(n)) + "\n")
             log(f"wrote {path}: {n:,} synthetic stories (a stand-in, NOT TinyStories)")
         paths.append(path)
     return paths
@@ -798,7 +798,8 @@ def table(results, args, data_note):
         for m in MARKS:
             v = r["val"].get(str(m))
             cells += [fmt(v), fmt(math.exp(v), 3) if v is not None and math.isfinite(v) else "-"]
-        rows.append(f"| {spec} (this run) | " + " | ".join(cells) + f" | {r['tok_s']:,.0f} |")
+        label = f"{PAPER[r['name']][0]} = {spec}" if r["name"] in PAPER else spec
+        rows.append(f"| {label} (this run) | " + " | ".join(cells) + f" | {r['tok_s']:,.0f} |")
         if r["name"] in PAPER:
             label, nums = PAPER[r["name"]]
             rows.append(f"| {label} (paper) | " + " | ".join(f"{a:.4f} | {b:.4f}" for a, b in nums)

@@ -225,7 +225,8 @@ def test_loss_falls(full_run):
         assert np.mean(tl[-5:]) < tl[0] - 1.0, (spec, tl[0], tl[-5:])
         assert r["val"]["1.0"] < r["val"]["0.25"]
     table = (root / "out_full" / "table.md").read_text()
-    assert "| SQS (paper) | 2.1327 | 9.5220 |" in table and "| sqs:0.01,0.5,1 (this run) |" in table
+    assert "| SQS (paper) | 2.1327 | 9.5220 |" in table and "| SQS = sqs:0.01,0.5,1 (this run) |" in table
+    assert "| Bilinear = identity (this run) |" in table
 
 
 def test_resume_reproduces_uninterrupted_run(full_run):
@@ -275,3 +276,38 @@ def test_sampling_deterministic_for_a_seed(full_run):
     # the script's own sample (seed 0, temperature 0.8, top-k 40) is reproducible in-process too
     assert ts.sample(model, tok, "once upon a time", 20, 0.8, 40, 0, 32, "cpu") == \
         full["results"]["sqs:0.01,0.5,1"]["sample"]
+
+
+def test_resume_refuses_other_settings(full_run):
+    """A checkpoint made with other settings (here: a longer cosine schedule) must not be silently
+    continued: one clear error, no traceback, the checkpoint untouched."""
+    root, _ = full_run
+    ck = root / "out_full" / "ckpt_identity_s0.pt"     # bilinear = the identity gate
+    before = ck.read_bytes()
+    tiny = TINY[:TINY.index("--threads")] + TINY[TINY.index("--threads") + 2:]  # keep torch's threads
+    with pytest.raises(SystemExit) as e:      # sys.exit(message): one line on stderr, no traceback
+        ts.main(["--data-dir", str(root / "data"), "--out", str(root / "out_full"),
+                 "--steps", str(STEPS + 10), "--resume", *tiny])
+    msg = str(e.value)
+    assert msg.startswith("error: --resume:") and f"steps {STEPS} -> {STEPS + 10}" in msg, msg
+    assert ck.read_bytes() == before
+
+
+def test_synthetic_corpus_and_version_detection(tmp_path):
+    """--synthetic writes a deterministic stand-in in TinyStories' format (and says it is not
+    TinyStories); without --version the v2 files are used when only they are present."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    pa, pb = ts.write_synthetic(str(a), 50), ts.write_synthetic(str(b), 50)
+    for x, y in zip(pa, pb):
+        assert open(x, "rb").read() == open(y, "rb").read()
+    stats = Counter()
+    stories = list(ts.read_stories(pa[0], stats=stats))
+    assert len(stories) == 50 and stats["empty"] == 0 and len(set(stories)) == 50
+    assert all(s.split()[0][0].isupper() for s in stories)        # mixed case: lowercasing matters
+    args = ts.get_args(["--synthetic", "--data-dir", str(a)])
+    assert args.version == "synthetic"
+    for name in ts.FILES["v2"]:
+        (tmp_path / name).write_text("a story\n<|endoftext|>\n")
+    assert ts.get_args(["--data-dir", str(tmp_path)]).version == "v2"
+    assert ts.get_args(["--data-dir", str(tmp_path), "--version", "v1"]).version == "v1"
+    assert ts.get_args(["--data-dir", str(a)]).version == "v1"
