@@ -864,8 +864,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     try:
         os.makedirs(args.out, exist_ok=True)
-        write(os.path.join(args.out, ".writable"), "")
-        os.remove(os.path.join(args.out, ".writable"))
+        probe = os.path.join(args.out, f".writable.{os.getpid()}")   # one per DDP rank
+        write(probe, "")
+        os.remove(probe)
     except OSError as e:
         sys.exit(f"error: output directory {args.out} is not writable: {e}")
 
