@@ -38,7 +38,8 @@ Choices the blog leaves open (all are flags; the defaults are the reading used i
 
 Speed: all students (and seeds) are trained as ONE batched program: every weight carries a leading
 "model" dimension and the matmuls are batched (torch.baddbmm), so 8 students cost one Python loop
-instead of eight. Only the elementwise activation is applied per student.
+instead of eight. Only the elementwise activation is applied per student (generalized SiLU through a
+where-free rewrite on the CPU, see FastGenSiLU). Adam is fused over six stacked parameter tensors.
 """
 import os
 
@@ -109,6 +110,9 @@ def get_args(argv=None):
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (one teacher per seed)")
     p.add_argument("--out", default="out/mlp", help="output directory")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (the ops are small: a 2nd thread measured no faster "
+                        "here, and slower whenever the other core was busy)")
     p.add_argument("--quick", action="store_true",
                    help="classroom-sized run: width 16, 300 steps, R^2 every 20 steps")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (table only)")
@@ -116,7 +120,8 @@ def get_args(argv=None):
     if args.quick:  # quick changes the defaults only: explicit flags still win
         p.set_defaults(width=16, steps=300, r2_every=20, r2_batch=512)
         args = p.parse_args(argv)
-    for name in ("depth", "width", "expand", "steps", "batch", "r2_every", "r2_batch", "seeds"):
+    for name in ("depth", "width", "expand", "steps", "batch", "r2_every", "r2_batch", "seeds",
+                 "threads"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     for name in ("lr", "target", "teacher_gain"):
@@ -163,6 +168,13 @@ def label(act):
 #
 #     SS_res = || Yc - Xc B ||_F^2,   SS_tot = || Yc ||_F^2,   R^2 = 1 - SS_res / SS_tot.
 #
+# Only second moments are needed. With G = Xc^T Xc and C = Xc^T Yc (so B = G^-1 C), Pythagoras below
+# gives SS_res = SS_tot - SS_fit with SS_fit = || Xc B ||_F^2 = tr(C^T G^-1 C), hence
+#
+#     R^2 = SS_fit / SS_tot = tr(C^T G^-1 C) / tr(Yc^T Yc):
+#
+# two small Gram products per fit and no N x q residual matrix (the fit costs ~4% of a run).
+#
 # Why R^2 ~ 1 means the nonlinearity is wasted. SS_tot splits exactly (Pythagoras: the residual is
 # orthogonal to the column space of Xc) into SS_fit + SS_res, where SS_fit is the part of the MLP's
 # output that the affine map reproduces. If R^2 = 1 the MLP, on the data it actually sees, IS the
@@ -179,9 +191,11 @@ def label(act):
 #
 # Numerics. Pre-LN inputs are LayerNorm outputs: every row of (LN(h) - bias)/gain sums to zero, so Xc
 # has a (numerically) null direction and Xc^T Xc is singular. We therefore solve the normal equations
-# with a pseudo-inverse: eigendecompose G = Xc^T Xc = V diag(lam) V^T and drop directions with
-# lam < 1e-10 * lam_max (they carry no signal, only float32 round-off). Everything is in float64 and
-# batched over any leading dimensions, so all models x layers are fitted in one call.
+# with a pseudo-inverse: eigendecompose G = V diag(lam) V^T and drop directions with lam < 1e-10 *
+# lam_max (they carry no signal, only float32 round-off); then SS_fit = sum_k ||(V^T C)_k||^2 / lam_k.
+# The Grams are formed in float64 from data already centred once in its own precision (any leftover
+# mean m is removed exactly by Xc^T Yc = X^T Y - N mx my^T), and batched over any leading dimensions,
+# so all models x layers are fitted in one call.
 #
 # Guards. (1) Non-finite X or Y (a diverged student): return NaN for that fit without calling the
 # solver -- LAPACK routines can abort, not return NaN, on NaN input. (2) SS_tot ~ 0 (the MLP emits a
@@ -193,21 +207,28 @@ def r2(x, y, rtol=1e-10, degenerate=1e-12):
     """Effective linearity of y given x: R^2 of the affine least-squares fit y ~ x B + c, pooled
     over y's columns. x: [..., N, p], y: [..., N, q] (any leading batch dims). Returns [...] float64:
     1 for a perfectly affine (or constant) y, NaN where x or y is not finite."""
-    x, y = x.double(), y.double()
-    finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(y).all(-1).all(-1)
-    x = torch.where(finite[..., None, None], x, 0.0)  # keep NaN/inf away from the solver
-    y = torch.where(finite[..., None, None], y, 0.0)
-    xc = x - x.mean(-2, keepdim=True)
-    yc = y - y.mean(-2, keepdim=True)
-    lam, v = torch.linalg.eigh(xc.mT @ xc)                    # G = V diag(lam) V^T
+    n = x.shape[-2]
+    x = (x - x.mean(-2, keepdim=True)).double()               # centred up to round-off ...
+    y_mean = y.mean(-2, keepdim=True)
+    y = (y - y_mean).double()
+    # A float64 sum of float32 entries cannot overflow, so it is finite iff every entry is (NaN and
+    # inf propagate, inf - inf = NaN): one cheap reduction instead of an elementwise isfinite.
+    finite = torch.isfinite(x.sum((-1, -2)) + y.sum((-1, -2)))
+    if not finite.all():  # keep NaN/inf away from the solver
+        x = torch.where(finite[..., None, None], x, 0.0)
+        y = torch.where(finite[..., None, None], y, 0.0)
+    mx, my = x.mean(-2), y.mean(-2)                           # ... and the rest removed exactly
+    g = x.mT @ x - n * mx[..., :, None] * mx[..., None, :]    # G = Xc^T Xc
+    c = x.mT @ y - n * mx[..., :, None] * my[..., None, :]    # C = Xc^T Yc
+    yy = torch.linalg.vector_norm(y, dim=(-2, -1)).square()
+    ss_tot = yy - n * my.square().sum(-1)                     # tr(Yc^T Yc)
+    lam, v = torch.linalg.eigh(g)                             # G = V diag(lam) V^T
     keep = lam > rtol * lam[..., -1:].clamp_min(0)            # eigh sorts ascending: lam_max last
     inv = torch.where(keep, 1.0 / torch.where(keep, lam, 1.0), 0.0)
-    b = v @ (inv[..., None] * (v.mT @ (xc.mT @ yc)))          # B = G^+ Xc^T Yc
-    ss_res = (yc - xc @ b).square().sum((-1, -2))
-    ss_tot = yc.square().sum((-1, -2))
-    flat = ss_tot <= degenerate * y.square().sum((-1, -2))    # constant output (or all zero)
-    out = 1.0 - ss_res / torch.where(flat, 1.0, ss_tot)
-    out = torch.where(flat, 1.0, out)
+    ss_fit = (inv[..., None] * (v.mT @ c).square()).sum((-1, -2))  # tr(C^T G^+ C)
+    size = yy + n * y_mean.double().square().sum((-1, -2))    # ||Y||^2 before centring
+    flat = ss_tot <= degenerate * size                        # constant output (or all zero)
+    out = torch.where(flat, 1.0, ss_fit / torch.where(flat, 1.0, ss_tot))
     return torch.where(finite, out, float("nan"))
 
 
@@ -237,9 +258,9 @@ def init_params(n_models, depth, d, hidden, gen, device, gain=1.0):
 
 
 def layer_norm(h, g, b, eps=1e-5):
-    mu = h.mean(-1, keepdim=True)
-    var = (h - mu).square().mean(-1, keepdim=True)
-    return (h - mu) * torch.rsqrt(var + eps) * g + b
+    """(h - mean) / sqrt(var + eps) over the last dim, then a per-model gain g and bias b [M, 1, d]
+    (F.layer_norm's own affine is per-feature only, shared by all models, so it is applied here)."""
+    return torch.nn.functional.layer_norm(h, h.shape[-1:], eps=eps) * g + b
 
 
 # Generalized SiLU on the CPU, fast. activations.gensilu follows the blog's definition with two nested
@@ -265,10 +286,10 @@ class FastGenSiLU(torch.autograd.Function):
         wc = c * w
         y = (x - c).add_(torch.sin(wc), alpha=1 / w)
         dy = torch.cos(wc)
-        for end, side in ((lo, x < lo), (hi, x > hi)):
+        for end, below in ((lo, True), (hi, False)):
             k, j = math.sin(w * end) / w, 1 - math.cos(w * end)
             if abs(k) > 1e-12 * period or abs(j) > 1e-12:  # not an integer number of cycles
-                side = side.to(x.dtype)
+                side = (x < end if below else x > end).to(x.dtype)
                 y.sub_(side, alpha=k)
                 dy.add_(side, alpha=j)
         ctx.save_for_backward(s.mul(dy.add_(y * (1 - s))))  # d(y s)/dx
@@ -596,8 +617,14 @@ def main(argv=None):
     print(f"mlp.py: {A} students x {args.seeds} seed(s), d={args.width}, hidden={args.expand * args.width}, "
           f"L={args.depth}, {args.norm}-LN, alpha={args.alpha:g}, Adam lr={args.lr:g}, "
           f"batch {args.batch}, {args.steps} steps, R² every {args.r2_every} on {args.r2_batch} "
-          f"held-out inputs, teacher {args.teacher.spec} (gain {args.teacher_gain:g})")
-    res = run(args)
+          f"held-out inputs, teacher {args.teacher.spec} (gain {args.teacher_gain:g}), "
+          f"{args.threads} CPU thread(s)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        res = run(args)
+    finally:  # main() may run inside a bigger process (the tests): leave its setting as it was
+        torch.set_num_threads(threads)
     print(f"teacher: output variance {res['teacher_var']:.3f}, variance of its residual updates "
           f"(output - input) {res['teacher_update_var']:.4f}, its MLPs' R² "
           f"{res['teacher_r2'].min():.3f}-{res['teacher_r2'].max():.3f}")

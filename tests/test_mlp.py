@@ -59,6 +59,8 @@ def test_r2_guards_constant_and_non_finite_outputs():
     x = torch.randn(100, 4)
     assert mlp.r2(x, torch.full((100, 3), 5.0)).item() == 1.0   # constant = affine, not 0/0
     assert mlp.r2(x, torch.zeros(100, 3)).item() == 1.0
+    row = torch.tensor([0.1, -3.7, 1e-3])                        # float32 means of these are inexact
+    assert mlp.r2(x, row.expand(100, 3)).item() == 1.0
     y = torch.stack([torch.sin(3 * x), x.clone()])               # [2, 100, 4]
     y[1, 7, 2] = float("nan")                                    # a diverged model's activations
     out = mlp.r2(torch.stack([x, x]), y)
