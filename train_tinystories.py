@@ -792,7 +792,8 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
 # Table, samples, figure
 # ------------------------------------------------------------------------------------------------
 def fmt(v, digits=4):
-    return "diverged" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+    """'-' = not evaluated (fewer steps than marks), 'diverged' = NaN/inf."""
+    return "-" if v is None else ("diverged" if not math.isfinite(v) else f"{v:.{digits}f}")
 
 
 def table(results, args, data_note):
