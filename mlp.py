@@ -587,7 +587,7 @@ def plot_all(args, res, rows, out_dir):
 
 def save(fig, out_dir, name):
     path = os.path.join(out_dir, name)
-    fig.savefig(path + ".tmp.png", dpi=100)
+    fig.savefig(path + ".tmp.png", dpi=80)  # small PNGs (< 200 KB) for the README
     os.replace(path + ".tmp.png", path)
     return path
 
