@@ -142,9 +142,12 @@ def get_args(argv=None):
 
 
 def pick_device(name):
+    """'auto' -> cuda > mps > cpu; asking for a device this machine lacks is a one-line error."""
+    there = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else (
-            "mps" if torch.backends.mps.is_available() else "cpu")
+        name = next(d for d in ("cuda", "mps", "cpu") if there[d])
+    if not there[name]:
+        sys.exit(f"mlp.py: error: --device {name} is not available on this machine (try --device auto)")
     return torch.device(name)
 
 
