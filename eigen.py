@@ -11,7 +11,7 @@ Reproduces section 4.1 and Appendix B of [SQS], which applies the recipe of [BIL
 
 The model is the paper's section 4.1 network, trained by train_mnist.py (--layers 1 --no-residual):
 
-    h      = W_e x                          x = pixels / 255 in [0, 1],  W_e: d_model x 784
+    h      = W_e x                          x = pixels / 255 in [0, 1] (or standardised),  W_e: d_model x 784
     z      = act(W_g h) * (W_v h)           one GLU, d_hidden units, act = identity (bilinear) or sqs
     logits = W_head (W_out z)               no biases, no residual, no normalisation
 
@@ -71,6 +71,9 @@ def get_args(argv=None):
     p.add_argument("--epochs", type=int, default=20, help="training epochs (paper: 20)")
     p.add_argument("--d-model", type=int, default=128, help="embedding width d (paper: 128)")
     p.add_argument("--hidden", type=int, default=128, help="GLU hidden width (paper: unstated)")
+    p.add_argument("--input", choices=["pixels01", "standard"], default="pixels01",
+                   help="training input: pixels/255 (the paper's reading here) or standardised pixels "
+                        "(train_mnist.py --input; a reading where the bilinear model trains well)")
     p.add_argument("--device", default="auto", help="training device, passed to train_mnist.py "
                    "(the analysis runs on the CPU in float64)")
     p.add_argument("--quick", action="store_true", help="train for 2 epochs only (seconds)")
@@ -196,8 +199,19 @@ def load_model(path):
              f"--layers 1 --no-residual")
     if not cfg.get("glu", True):
         fail(f"{path}: a plain (non-gated) MLP checkpoint; eigen.py needs a GLU (gate and value)")
-    if cfg.get("input", "pixels01") != "pixels01":
-        fail(f"{path}: input {cfg.get('input')!r} is not supported (expects pixels/255, 'pixels01')")
+    # What the model saw: pixels/255 ('pixels01'), or ('standard') (pixels/255 - mean) / std with the
+    # training set's scalar mean and std. A scalar affine map of x changes no direction in pixel space,
+    # so the analysis below runs unchanged on model_input(m, x); only the images shown stay raw.
+    inp = cfg.get("input", "pixels01")
+    if inp == "pixels01":
+        mean, std = 0.0, 1.0
+    elif inp == "standard":
+        mean, std = cfg.get("input_mean"), cfg.get("input_std")
+        if not (isinstance(mean, float) and isinstance(std, float) and std > 0):
+            fail(f"{path}: input 'standard' needs config input_mean and input_std > 0 (retrain with a "
+                 f"current train_mnist.py), got {mean!r}, {std!r}")
+    else:
+        fail(f"{path}: config input {inp!r} is neither 'pixels01' nor 'standard'")
     try:
         act = parse_act(cfg["act"])
     except (ValueError, TypeError, AttributeError) as e:   # unknown name, bad parameters, not a string
@@ -218,9 +232,15 @@ def load_model(path):
         fail(f"{path}: weights contain NaN/inf (diverged model)")
     label = "bilinear" if act.name == "identity" else act.spec
     return dict(cfg=cfg, act=act, label=label, short=label if act.name == "identity" else act.name.upper(),
-                path=path, We=w["embed.weight"],
+                path=path, input=(mean, std), We=w["embed.weight"],
                 Wg=w["blocks.0.gate.weight"], Wv=w["blocks.0.value.weight"],
                 Wu=w["head.weight"] @ w["blocks.0.out.weight"])  # the exact fold derived above
+
+
+def model_input(m, x):
+    """Pixels in [0, 1] -> what model m was trained on (see load_model)."""
+    mean, std = m["input"]
+    return x if (mean, std) == (0.0, 1.0) else (x - mean) / std
 
 
 def forward(m, x):
@@ -556,11 +576,12 @@ def control(args, dataset, models, res, x, y, R):
     for i, m in enumerate(models):
         t = time.perf_counter()
         epochs = int(m["cfg"].get("epochs", args.epochs))
-        twin = train_twin(m, xtr, ytr, epochs, seed=1000 + i)
+        twin = train_twin(m, model_input(m, xtr), ytr, epochs, seed=1000 + i)
         _, _, lam, V = decompose(twin)
-        h = x @ twin["We"].T
+        xm = model_input(twin, x)
+        h = xm @ twin["We"].T
         P = pixel_eigvecs(twin, V, h, y)
-        acc = float((forward(twin, x).argmax(1) == y).double().mean())
+        acc = float((forward(twin, xm).argmax(1) == y).double().mean())
         print(f"control: trained {twin['label']} ({epochs} epochs, {time.perf_counter() - t:.0f} s), "
               f"test acc {acc:.4f}")
         for ref in models:
@@ -592,7 +613,7 @@ def train(args, out):
     cmd = [sys.executable, script, "--layers", "1", "--batch", "2048", "--no-residual",
            "--acts", ",".join(g.spec for g in args.gates), "--seeds", "1", "--dataset", args.dataset,
            "--epochs", str(args.epochs), "--d-model", str(args.d_model), "--hidden", str(args.hidden),
-           "--device", args.device, "--out", tdir]
+           "--device", args.device, "--input", args.input, "--out", tdir]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     print("training:", " ".join(cmd[1:]), flush=True)
@@ -650,9 +671,10 @@ def main(argv=None):
           + ", ".join(f"{m['label']} (d={m['cfg']['d_model']}, hidden={m['cfg']['d_hidden']}, "
                       f"{m['cfg'].get('epochs', '?')} ep)" for m in models))
     for m in models:
-        h = x @ m["We"].T
+        xm = model_input(m, x)
+        h = xm @ m["We"].T
         B, Q, lam, V = decompose(m)
-        logits = forward(m, x)
+        logits = forward(m, xm)
         r = res[m["label"]] = dict(lam=lam, V=V, P=pixel_eigvecs(m, V, h, y), logits=logits, h=h,
                                    acc=float((logits.argmax(1) == y).double().mean()),
                                    topk=topk_accuracy(lam, V, h, y))

@@ -784,6 +784,7 @@ def main(argv=None):
             m = g * model.S                       # seed index 0 of gate g; its column in hist is base + m
             cfg = {"dataset": args.dataset, "act": act.spec, "d_model": args.d_model, "d_hidden": hidden,
                    "layers": args.layers, "residual": bool(args.residual), "input": args.input,
+                   "input_mean": mean, "input_std": std,   # model input = (pixels / 255 - mean) / std
                    "seed": seeds[0], "epochs": args.epochs,
                    "test_acc": float(hist["test_acc"][-1][base + m]), "test_loss": float(hist["test_loss"][-1][base + m])}
             if not glu:

@@ -210,3 +210,29 @@ def test_end_to_end_quick_training_path(tmp_path, monkeypatch, capsys):
     for m in res["models"].values():
         assert m["config"]["epochs"] == 1 and m["config"]["d_model"] == 128
         assert abs(m["acc"] - m["config"]["test_acc"]) <= 1 / 64 + 1e-9   # float64 vs float32: one tie
+
+
+def test_standardised_input_checkpoint_is_analysed_on_its_own_inputs(tmp_path, capsys, monkeypatch):
+    """A model trained on (pixels/255 - mean)/std ('standard'): eigen.py must feed it the same
+    inputs, so the bilinear identity still gives the model's accuracy (k = d equals the model), and
+    the accuracy it recomputes equals the one the checkpoint recorded. A 'standard' checkpoint
+    without mean/std is refused with one clear line."""
+    write_idx(tmp_path / "data", n_test=120)
+    cfg, sd = random_model(seed=5)
+    cfg.update(input="standard", input_mean=0.3, input_std=0.4)
+    x, y = eigen.load_split("mnist", str(tmp_path / "data"))
+    m = eigen.load_model(save_ckpt(tmp_path / "ckpt_identity.pt", cfg, sd))
+    want = float((eigen.forward(m, (x - 0.3) / 0.4).argmax(1) == y).double().mean())
+    assert want != float((eigen.forward(m, x).argmax(1) == y).double().mean())  # the scaling matters
+    cfg["test_acc"] = want
+    a = save_ckpt(tmp_path / "ckpt_identity.pt", cfg, sd)
+    monkeypatch.chdir(tmp_path)
+    eigen.main(["--ckpt", a, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    r = res["models"]["bilinear"]
+    assert r["acc"] == pytest.approx(want, abs=1e-5) == r["topk"][-1]   # json keeps 5 decimals
+    del cfg["input_std"]
+    b = save_ckpt(tmp_path / "ckpt_bad.pt", cfg, sd)
+    with pytest.raises(SystemExit) as e:
+        eigen.load_model(b)
+    assert "input_mean and input_std" in str(e.value.code)

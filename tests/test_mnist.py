@@ -259,7 +259,8 @@ def test_tiny_end_to_end_run(tmp_path):
     # test accuracy the ensemble recorded for that member.
     ck = torch.load(out / "ckpt_sqs_0.01_0.5_1.pt", weights_only=True)
     assert set(ck["config"]) == {"dataset", "act", "d_model", "d_hidden", "layers", "residual", "input",
-                                 "seed", "epochs", "test_acc", "test_loss"}
+                                 "input_mean", "input_std", "seed", "epochs", "test_acc", "test_loss"}
+    assert (ck["config"]["input_mean"], ck["config"]["input_std"]) == (0.0, 1.0)   # pixels01: x / 255 as is
     assert ck["config"]["act"] == "sqs:0.01,0.5,1" and ck["config"]["residual"] is False
     assert {k: tuple(v.shape) for k, v in ck["state_dict"].items()} == {
         "embed.weight": (16, 784), "blocks.0.gate.weight": (16, 16), "blocks.0.value.weight": (16, 16),
