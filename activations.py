@@ -102,7 +102,7 @@ def tanh(x):
 
 
 # ------------------------------------------------------------------------------------------------
-# Signed Quadratic Shrink [SQS], reconstructed (see ../shared/REFERENCE.md section 2)
+# Signed Quadratic Shrink [SQS], reconstructed (its formula is garbled in the paper's text)
 # ------------------------------------------------------------------------------------------------
 #
 #     sqs(x) = (x - c*sign(x)) / (1 + lam*|x|^p),     defaults c = 0.01, lam = 0.5, p = 1
@@ -161,7 +161,7 @@ def _check_sqs(c, lam, p):
 
 
 # ------------------------------------------------------------------------------------------------
-# Generalized SiLU [MLP2] (see ../shared/REFERENCE.md section 1)
+# Generalized SiLU [MLP2] (the formula is the one in the blog's code figure)
 # ------------------------------------------------------------------------------------------------
 #
 # Bend the identity into `left` (a) sine cycles left of 0 and `right` (b) cycles right of 0,
@@ -177,19 +177,69 @@ def _check_sqs(c, lam, p):
 # So y is continuous with continuous slope (C^1) for integer cycles -- for non-integer cycles it
 # jumps at the joins, which we allow but do not recommend. (0, 0) gives y = x: exactly SiLU.
 #
-# Derivative (used by kernel_gensilu.py), with s = sigmoid(x), s' = s (1 - s):
+# Derivative (also used by kernel_gensilu.py), with s = sigmoid(x), s' = s (1 - s):
 #     gensilu'(x) = y'(x) s + y(x) s (1 - s),   y' = 1 on the linear branches,
 #                                               y' = cos(2 pi x / T) on the sine branch.
+#
+# Computing it without branches. The three-way definition above needs two torch.where, and on a
+# CPU torch.where (forward and its backward) is several times slower than sin or sigmoid: through
+# autograd one gensilu cost as much as ten SiLUs. The same function with a clamp instead: with
+# lo = -aT, hi = bT, w = 2 pi / T and c = clamp(x, lo, hi),
+#
+#     y(x) = (x - c) + sin(w c)/w - k_lo [x < lo] - k_hi [x > hi],   k_end = sin(w end)/w,
+#
+# because x - c is 0 inside [lo, hi] (leaving the sine) and x - lo or x - hi outside, where the sine
+# term is the constant sin(w end)/w = k_end. For integer cycles k_end = 0 and the indicator terms
+# vanish. The slope is cos(w c) inside and 1 outside: y' = cos(w c) + j_lo [x < lo] + j_hi [x > hi],
+# j_end = 1 - cos(w end) (0 for integer cycles). One autograd.Function computes gensilu' in the
+# forward pass and saves only that, so the backward is a single multiply. gensilu() below stays the
+# definition as written (the reference); Activation.__call__ sends CPU tensors to
+# gensilu_branch_free() (tests/test_activations.py checks values and gradients against the
+# definition, and gradcheck checks the slope).
+
+
+class _GenSiLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, left, right, period):
+        lo, hi, w = -left * period, right * period, 2 * math.pi / period
+        s = torch.sigmoid(x)
+        c = x.clamp(lo, hi)
+        wc = c * w
+        y = (x - c).add_(torch.sin(wc), alpha=1 / w)
+        dy = torch.cos(wc) if ctx.needs_input_grad[0] else None
+        for end, below in ((lo, True), (hi, False)):
+            k, j = math.sin(w * end) / w, 1 - math.cos(w * end)
+            if abs(k) > 1e-12 * period or abs(j) > 1e-12:   # not an integer number of cycles
+                side = (x < end if below else x > end).to(x.dtype)
+                y.sub_(side, alpha=k)
+                if dy is not None:
+                    dy.add_(side, alpha=j)
+        if dy is not None:
+            ctx.save_for_backward(s.mul(dy.add_(y * (1 - s))))   # gensilu' = s (y' + y (1 - s))
+        return y.mul_(s)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable   # the saved slope is a constant: no 2nd derivative
+    def backward(ctx, grad):
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None, None
 
 
 def gensilu(x, left=0.0, right=0.0, period=2 * math.pi):
-    """Generalized SiLU of [MLP2]: y(x) * sigmoid(x), y = identity bent into sine cycles."""
+    """Generalized SiLU of [MLP2]: y(x) * sigmoid(x), y = identity bent into sine cycles. The
+    definition as written -- the reference the kernels and the fast path below are checked against."""
     _check_gensilu(left, right, period)
     lo, hi = -left * period, right * period
     amp = period / (2 * math.pi)
     wave = amp * torch.sin(x * (2 * math.pi / period))
     y = torch.where(x < lo, x + left * period, torch.where(x > hi, x - right * period, wave))
     return y * torch.sigmoid(x)
+
+
+def gensilu_branch_free(x, left=0.0, right=0.0, period=2 * math.pi):
+    """The same function and derivative, fast on the CPU (Activation dispatches gensilu here)."""
+    _check_gensilu(left, right, period)
+    return _GenSiLU.apply(x, float(left), float(right), float(period))
 
 
 def _check_gensilu(left, right, period):
@@ -223,7 +273,8 @@ ALIASES = {"bilinear": "identity", "swiglu": "silu", "geglu": "gelu", "reglu": "
 
 
 def kernels_enabled():
-    """Triton kernels are used for CUDA tensors unless MLPLAB_KERNELS=0 (for A/B checks)."""
+    """Triton kernels (CUDA) and the branch-free CPU gensilu are used unless MLPLAB_KERNELS=0
+    (for A/B checks against the reference definitions)."""
     return os.environ.get("MLPLAB_KERNELS", "1") != "0"
 
 
@@ -258,11 +309,15 @@ class Activation:
         return self.name + ":" + ",".join(short(v) for v in self.params.values())
 
     def __call__(self, x):
-        # THE dispatch point for Triton: on CUDA, gensilu goes through its fused kernel.
-        if x.is_cuda and self.name == "gensilu" and kernels_enabled():
-            k = _kernel("gensilu")
+        # THE dispatch point for faster implementations of the same function: on CUDA gensilu goes
+        # through its fused Triton kernel, elsewhere through the branch-free form above.
+        # MLPLAB_KERNELS=0 forces the reference definition (for A/B checks).
+        if self.name == "gensilu" and kernels_enabled():
+            k = _kernel("gensilu") if x.is_cuda else None
             if k is not None:
                 return k.gensilu(x, **self.params)
+            if not x.is_cuda:
+                return gensilu_branch_free(x, **self.params)
         return self.fn(x, **self.params)
 
     def __repr__(self):

@@ -32,14 +32,14 @@ Choices the blog leaves open (all are flags; the defaults are the reading used i
   (batch 512), target = teacher(x), loss = mean squared error per output coordinate.
   Optimiser: Adam, lr 1e-3, no schedule, 1000 steps. R^2 every 10 steps on one fixed held-out batch of
   1024 inputs; the reported "final loss" is the MSE on that held-out batch after the last step.
-  The product owner's probe (REFERENCE.md section 9) found that with this reading the R^2 ordering
+  A one-seed calibration probe of this reading on the same machine found that the R^2 ordering
   reproduces but the losses stay near 1e-3 and gensilu (0,1)/(1,1) do not beat SiLU; --lr, --width,
   --alpha, --teacher-gain are the knobs to explore other readings.
 
 Speed: all students (and seeds) are trained as ONE batched program: every weight carries a leading
 "model" dimension and the matmuls are batched (torch.baddbmm), so 8 students cost one Python loop
-instead of eight. Only the elementwise activation is applied per student (generalized SiLU through a
-where-free rewrite on the CPU, see FastGenSiLU). Adam is fused over six stacked parameter tensors.
+instead of eight. Only the elementwise activation is applied per student (activations.gensilu is
+branch-free on the CPU for this reason). Adam is fused over six stacked parameter tensors.
 """
 import os
 
@@ -60,7 +60,7 @@ import activations
 
 DEFAULT_ACTS = "tanh,relu,relu2,silu,silu2,gensilu:1,0,gensilu:0,1,gensilu:1,1"
 
-# Approximate numbers read off the blog's figures (REFERENCE.md section 4): final loss after 1000
+# Approximate numbers read off the blog's figures: final loss after 1000
 # steps and the range of the 10 layers' R^2. Used only as a comparison column and in the verdicts'
 # wording, never as a result.
 BLOG = {
@@ -138,6 +138,7 @@ def get_args(argv=None):
         args.teacher = activations.parse_act(args.teacher_act)
     except ValueError as e:
         p.error(str(e))
+    args.device = pick_device(args.device).type   # 'auto' resolved; a missing device fails here
     return args
 
 
@@ -266,55 +267,8 @@ def layer_norm(h, g, b, eps=1e-5):
     return torch.nn.functional.layer_norm(h, h.shape[-1:], eps=eps) * g + b
 
 
-# Generalized SiLU on the CPU, fast. activations.gensilu follows the blog's definition with two nested
-# torch.where, and torch.where is ~10x slower than sin or sigmoid on this CPU; through autograd one
-# gensilu call cost as much as ten silu calls and the three gensilu students took a third of each step.
-# Same function, written with a clamp: with lo = -aT, hi = bT, w = 2pi/T, c = clamp(x, lo, hi),
-#
-#     y(x) = (x - c) + sin(w c)/w - k_lo [x < lo] - k_hi [x > hi],   k_end = sin(w end)/w,
-#
-# since x - c is 0 inside [lo, hi] (leaving the sine) and x - lo or x - hi outside, and sin(w lo) =
-# sin(-2 pi a) = 0 for integer cycles (the k terms only matter for non-integer a, b). Its slope is
-# cos(w c) inside and 1 outside, i.e. y' = cos(w c) + j_lo [x < lo] + j_hi [x > hi], j_end =
-# 1 - cos(w end) (again 0 for integer cycles). With s = sigmoid(x) the derivative of y s is
-# s (y' + y (1 - s)) (activations.py derives it); we store it in the forward pass, so the backward
-# pass is one multiply. tests/test_mlp.py checks values and gradients against activations.gensilu.
-
-class FastGenSiLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, left, right, period):
-        lo, hi, w = -left * period, right * period, 2 * math.pi / period
-        s = torch.sigmoid(x)
-        c = x.clamp(lo, hi)
-        wc = c * w
-        y = (x - c).add_(torch.sin(wc), alpha=1 / w)
-        dy = torch.cos(wc)
-        for end, below in ((lo, True), (hi, False)):
-            k, j = math.sin(w * end) / w, 1 - math.cos(w * end)
-            if abs(k) > 1e-12 * period or abs(j) > 1e-12:  # not an integer number of cycles
-                side = (x < end if below else x > end).to(x.dtype)
-                y.sub_(side, alpha=k)
-                dy.add_(side, alpha=j)
-        ctx.save_for_backward(s.mul(dy.add_(y * (1 - s))))  # d(y s)/dx
-        return y.mul_(s)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None, None, None
-
-
-def cpu_fast(act):
-    """act, or the fast CPU generalized SiLU for a gensilu act (CUDA keeps its Triton kernel)."""
-    if act.name != "gensilu":
-        return act
-    return lambda u: act(u) if u.is_cuda else FastGenSiLU.apply(
-        u, act.params["left"], act.params["right"], act.params["period"])
-
-
 def apply_acts(u, acts):
     """u: [S*A, B, H] -> act_a applied to the models of activation a (model m uses acts[m % A])."""
-    acts = [cpu_fast(a) for a in acts]
     if len(acts) == 1:
         return acts[0](u)
     # unbind (not u[:, i]): its backward is one stack, while each u[:, i] would back-propagate
@@ -347,7 +301,7 @@ def forward(p, x, acts, norm, alpha, record=False):
 
 def run(args, log=print):
     """Train every student of every seed; return a dict of curves and timings (CPU tensors)."""
-    dev = pick_device(args.device)
+    dev = torch.device(args.device)
     acts, n_act, n_seed = args.act_list, len(args.act_list), args.seeds
     n_models, d, hidden = n_seed * n_act, args.width, args.expand * args.width
     # one teacher and one student init per seed, drawn from separate streams

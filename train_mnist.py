@@ -20,9 +20,9 @@ The experiment ([SQS] A.2.2)
   Training: Gaussian input noise std 1.0 added to the [0,1] pixels (training only), AdamW lr 1e-3,
   weight decay 0.1, batch 512, cosine annealing over all steps, 20 epochs, 5 seeds.
 
-Choices the paper leaves open (see ../shared/REFERENCE.md section 9 and the README)
+Choices the paper leaves open (see the README)
   * Residual or not. Default: NO residual, as in the [BIL] model that section 4.1 of [SQS] follows.
-    Of the four readings the product owner probed (pixels [0,1] or standardised, residual or not),
+    Of the four readings probed on this machine (one seed each) (pixels [0,1] or standardised, residual or not),
     only "pixels in [0,1], no residual" shows the paper's pattern (ReLU-GLU and Bilinear clearly
     behind GELU/SwiGLU/SQS); none matches the paper's absolute levels. `--residual` flips it.
     Our 5-seed run of the default reproduces the pattern and the verdicts, 4-5 points of accuracy
@@ -48,8 +48,9 @@ Speed: one batched ensemble
     exactly its own; AdamW is elementwise, so the stacked optimiser state equals G*S separate ones.
   tests/test_mnist.py checks that the ensemble's outputs equal the members run one by one.
   Measured on the 2-core CPU (fp32, the default command): the full Table 1 for Fashion-MNIST, 25 models
-  x 20 epochs x 60k images, in 286 s wall time (283 s training incl. evaluations, ~106k images/s summed
-  over the models). The issue reports about 12 minutes for a naive one-model-at-a-time loop here.
+  x 20 epochs x 60k images, in 241 s wall time on an idle machine (240 s training incl. evaluations,
+  ~125k images/s summed over the models; 286 s while other jobs shared it). A naive one-model-at-a-time
+  loop is reported to take about 12 minutes here (not re-measured).
   On CUDA, activations.glu runs SQS (and gensilu) gates as the fused Triton kernel of kernel_sqs.py.
 
 Data: an IDX reader (gz or raw) that validates magic numbers, counts and shapes; files are looked up
@@ -141,7 +142,7 @@ FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 DIR_NAMES = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SYSTEM_DIR = "/usr/share/datasets"   # where Debian's dataset-fashion-mnist package puts its files
-# Canonical mirrors (REFERENCE.md section 7), tried in order. Tests (and users behind a proxy) can
+# Canonical mirrors, tried in order. Tests (and users behind a proxy) can
 # replace them with the environment variable MLPLAB_MNIST_MIRRORS="url1,url2".
 MIRRORS = {"mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
            "fashion": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]}

@@ -22,7 +22,7 @@ the same loss curve to the last bit; the untied gated net (its own u, d) is free
 (Untied but *initialised* with u = w, d = b it would stay tied forever: at z_g = z_v = z both
 projections get the same gradient g * ReLU(z), so Adam moves them identically -- tests check it.)
 
-Choices the blog does not state (REFERENCE.md section 3) -- ours, all flags:
+Choices the blog does not state -- ours, all flags:
   width   H = 64 hidden units (--width). With --match-params every variant gets the width whose
           parameter count is closest to the plain net's 3H + 1 (gated: round(3H/5) units).
   init    PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases:
@@ -48,8 +48,8 @@ than 1e4 x its first-step loss, which Adam's bounded steps reach long before flo
 (try --lr 1e3) -- is frozen (its Adam update masked out) and reported as "diverged"; the others
 go on.
 
-Run:  python train_poly.py              # full sweep, 84 models x 3000 steps: ~40 s on 2 CPU cores
-      python train_poly.py --quick      # classroom size (2 seeds x 600 steps): ~10 s
+Run:  python train_poly.py              # full sweep, 84 models x 3000 steps: ~25 s on 2 CPU cores
+      python train_poly.py --quick      # classroom size (2 seeds x 600 steps): ~6 s
       python train_poly.py --acts relu,silu,gelu --match-params --seeds 5
 """
 import argparse

@@ -59,6 +59,19 @@ def test_gensilu_c1_at_joins(a, b, T):
         assert left_slope == pytest.approx(right_slope, abs=1e-4)
 
 
+@pytest.mark.parametrize("left,right,period", [(0, 0, TWO_PI), (1, 0, TWO_PI), (0, 1, TWO_PI),
+                                               (1, 1, TWO_PI), (3, 2, 1.0), (0.5, 1.3, 2.0)])
+def test_branch_free_gensilu_matches_the_definition(left, right, period):
+    """On the CPU the gensilu Activation runs a clamp form with its own backward; it must be the same
+    function with the same derivative, also for non-integer cycles (where the sine does not end at 0)."""
+    x = (torch.linspace(-9, 9, 4001, dtype=torch.float64) + 1e-3).requires_grad_()
+    y_ref = A.gensilu(x, left, right, period)
+    (g_ref,) = torch.autograd.grad(y_ref.sum(), x)
+    y = A.parse_act(f"gensilu:{left},{right},{period}")(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert (y - y_ref).abs().max() < 1e-12 and (g - g_ref).abs().max() < 1e-12
+
+
 def test_gensilu_shape_differs_from_silu():
     """The oscillation is real: (1,1) dips below 0 right of 0 where SiLU is positive."""
     x = torch.tensor([4.0], dtype=torch.float64)  # sin(4) < 0 inside the right cycle
