@@ -30,10 +30,14 @@ def sig(x):
     ("sqs", 0.0, -0.01),                      # sign(0) = +1 convention
     ("sqs:-0.01,0.5,1", 1.0, 1.01 / 1.5),     # the other reading of the shift
     ("sqs:0.01,0.5,2", 2.0, 1.99 / 3.0),      # 1 + 0.5 * 2^2
-    ("gensilu:1,1", math.pi / 2, sig(math.pi / 2)),             # sine branch, sin = 1
-    ("gensilu:1,1", TWO_PI + 1, 1.0 * sig(TWO_PI + 1)),         # right linear branch: x - 2pi
-    ("gensilu:1,1", -TWO_PI - 1, -1.0 * sig(-TWO_PI - 1)),      # left linear branch: x + 2pi
-    ("gensilu:0,2,1", 0.25, (1 / TWO_PI) * sig(0.25)),          # T = 1: A sin(2 pi x) at x = 1/4
+    ("gensilu:1,1,6.283185307179586", math.pi / 2, sig(math.pi / 2)),     # T = 2pi, sine branch, sin = 1
+    ("gensilu:1,1,6.283185307179586", TWO_PI + 1, 1.0 * sig(TWO_PI + 1)), # right linear branch: x - 2pi
+    ("gensilu:1,1,6.283185307179586", -TWO_PI - 1, -1.0 * sig(-TWO_PI - 1)),  # left branch: x + 2pi
+    ("gensilu:0,2", 0.25, (1 / TWO_PI) * sig(0.25)),            # default T = 1: A sin(2 pi x) at x = 1/4
+    ("gensilu:1,1", 3.0, 2.0 * sig(3.0)),                       # T = 1: right branch x - 1
+    ("gensilu:1,1", -0.75, (1 / TWO_PI) * sig(-0.75)),          # sin(-3 pi / 2) = 1
+    ("igelu", 0.0, 0.0),                                        # integral from 0
+    ("igelu", 1.0, 0.5 * (0.5 * 0 + math.exp(-0.5) / math.sqrt(TWO_PI)) + 0.25),  # (x^2-1) term vanishes
 ])
 def test_values(spec, x, expected):
     act = A.parse_act(spec)
@@ -59,22 +63,76 @@ def test_gensilu_c1_at_joins(a, b, T):
         assert left_slope == pytest.approx(right_slope, abs=1e-4)
 
 
-@pytest.mark.parametrize("left,right,period", [(0, 0, TWO_PI), (1, 0, TWO_PI), (0, 1, TWO_PI),
-                                               (1, 1, TWO_PI), (3, 2, 1.0), (0.5, 1.3, 2.0)])
-def test_branch_free_gensilu_matches_the_definition(left, right, period):
-    """On the CPU the gensilu Activation runs a clamp form with its own backward; it must be the same
-    function with the same derivative, also for non-integer cycles (where the sine does not end at 0)."""
-    x = (torch.linspace(-9, 9, 4001, dtype=torch.float64) + 1e-3).requires_grad_()
-    y_ref = A.gensilu(x, left, right, period)
-    (g_ref,) = torch.autograd.grad(y_ref.sum(), x)
-    y = A.parse_act(f"gensilu:{left},{right},{period}")(x)
+def gensilu_three_way(x, a, b, T):
+    """The definition as the blog writes it, with two torch.where: independent of the clamp form."""
+    wave = T / TWO_PI * torch.sin(TWO_PI * x / T)
+    return torch.where(x < -a * T, x + a * T, torch.where(x > b * T, x - b * T, wave)) * torch.sigmoid(x)
+
+
+@pytest.mark.parametrize("left,right,period", [(0, 0, 1.0), (1, 0, TWO_PI), (0, 1, 1.0), (1, 1, 1.0),
+                                               (3, 2, 1.0), (0.5, 1.3, 2.0), (2, 2, 0.5)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_gensilu_matches_the_definition_across_the_joins(left, right, period, dtype, tol):
+    """The branch-free gensilu, its hand-written backward and gensilu_grad against the three-way
+    definition through autograd -- on a grid that straddles both joins (|x| beyond aT and bT) closely."""
+    joins = torch.tensor([-left * period, right * period], dtype=torch.float64)
+    near = (joins[:, None] + torch.tensor([-1e-3, -1e-6, 1e-6, 1e-3], dtype=torch.float64)).flatten()
+    x = torch.cat([torch.linspace(-9, 9, 4001, dtype=torch.float64) + 1e-3, near]).to(dtype).requires_grad_()
+    y = A.gensilu(x, left, right, period)
     (g,) = torch.autograd.grad(y.sum(), x)
-    assert (y - y_ref).abs().max() < 1e-12 and (g - g_ref).abs().max() < 1e-12
+    xr = x.detach().double().requires_grad_()
+    y_ref = gensilu_three_way(xr, left, right, period)
+    (g_ref,) = torch.autograd.grad(y_ref.sum(), xr)
+    assert y.dtype == dtype
+    assert (y.double() - y_ref).abs().max() < tol * 4
+    assert (g.double() - g_ref).abs().max() < tol * 4
+    assert (A.gensilu_grad(x.detach(), left, right, period).double() - g_ref).abs().max() < tol * 4
+
+
+def test_gensilu_works_under_torch_func():
+    from torch.func import grad, vmap
+    x = torch.randn(3, 7, dtype=torch.float64)
+    per_row = vmap(grad(lambda r: A.gensilu(r, 1, 1).sum()))(x)
+    assert torch.allclose(per_row, A.gensilu_grad(x, 1, 1), rtol=1e-12, atol=1e-14)
+
+
+def test_period_one_is_the_default_and_differs_from_two_pi():
+    """gensilu:1,1 means the blog's figure setting T = 1, where (b, b) shapes differ on [-5, 5]."""
+    x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
+    assert A.parse_act("gensilu:1,1").params["period"] == 1.0
+    assert torch.equal(A.gensilu(x, 1, 1), A.gensilu(x, 1, 1, 1.0))
+    # T = 1: the linear branch of (b, b) passes through (5, 5 - b) up to the sigmoid factor
+    for b in (1, 2, 3):
+        assert A.gensilu(torch.tensor([5.0], dtype=torch.float64), b, b).item() == pytest.approx((5 - b) * sig(5))
+    # (1,1) and (2,2) differ on [-5, 5] at T = 1; at T = 2 pi, (2,2) and (3,3) are the same sine there
+    assert (A.gensilu(x, 1, 1) - A.gensilu(x, 2, 2)).abs().max() > 0.5
+    assert torch.equal(A.gensilu(x, 2, 2, TWO_PI), A.gensilu(x, 3, 3, TWO_PI))
+
+
+def test_igelu_is_the_integral_of_gelu():
+    """d/dx igelu = gelu (autograd, float64), igelu(0) = 0, and a trapezoid integral agrees."""
+    x = torch.linspace(-6, 6, 2001, dtype=torch.float64).requires_grad_()
+    (g,) = torch.autograd.grad(A.igelu(x).sum(), x)
+    assert torch.allclose(g, A.gelu(x.detach()), rtol=0, atol=1e-12)
+    t = torch.linspace(0, 3, 30001, dtype=torch.float64)
+    assert A.igelu(torch.tensor(3.0, dtype=torch.float64)).item() == pytest.approx(
+        torch.trapezoid(A.gelu(t), t).item(), abs=1e-8)
+
+
+@pytest.mark.parametrize("gate,integral", sorted(A.INTEGRAL_OF.items()))
+def test_integral_of_has_the_gate_as_derivative(gate, integral):
+    x = (torch.linspace(-4, 4, 801, dtype=torch.float64) + 1e-3).requires_grad_()
+    (g,) = torch.autograd.grad(A.parse_act(integral)(x).sum(), x)
+    ratio = g / A.parse_act(gate)(x.detach())
+    ok = A.parse_act(gate)(x.detach()).abs() > 1e-6
+    assert torch.allclose(ratio[ok], ratio[ok][0].expand(int(ok.sum())), rtol=1e-9)   # a constant factor
 
 
 def test_gensilu_shape_differs_from_silu():
     """The oscillation is real: (1,1) dips below 0 right of 0 where SiLU is positive."""
-    x = torch.tensor([4.0], dtype=torch.float64)  # sin(4) < 0 inside the right cycle
+    x = torch.tensor([4.0], dtype=torch.float64)  # sin(4) < 0 inside the right cycle of T = 2 pi
+    assert A.gensilu(x, 1, 1, TWO_PI).item() < 0 < A.silu(x).item()
+    x = torch.tensor([0.75], dtype=torch.float64)  # sin(3 pi / 2) = -1 inside the right cycle of T = 1
     assert A.gensilu(x, 1, 1).item() < 0 < A.silu(x).item()
 
 
@@ -118,8 +176,8 @@ def test_sqs_derivative_at_zero_uses_positive_branch():
 
 
 # ---------------------------------------------------------------- gradcheck for every activation
-ALL_SPECS = ["identity", "relu", "relu2", "silu", "silu2", "gelu", "tanh",
-             "sqs", "sqs:-0.01,0.5,1", "sqs:0.01,0.5,2", "gensilu", "gensilu:1,1", "gensilu:0,1,2"]
+ALL_SPECS = sorted(A.REGISTRY) + ["sqs:-0.01,0.5,1", "sqs:0.01,0.5,2", "gensilu:1,1", "gensilu:0,1,2",
+                                  "gensilu:1,1,6.283185307179586"]
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS)
@@ -177,12 +235,31 @@ def test_tied_gated_relu_mlp_is_relu2_mlp_exactly():
 def test_parse_acts_list_with_parameters():
     acts = A.parse_acts("relu,gensilu:1,1,sqs:0.01,0.5,1,bilinear,swiglu")
     assert [a.name for a in acts] == ["relu", "gensilu", "sqs", "identity", "silu"]
-    assert acts[1].params == {"left": 1.0, "right": 1.0, "period": TWO_PI}
+    assert acts[1].params == {"left": 1.0, "right": 1.0, "period": 1.0}
     assert acts[2].params == {"c": 0.01, "lam": 0.5, "p": 1.0}
     assert A.parse_act(acts[1].spec).params == acts[1].params  # spec round trip
 
 
+@pytest.mark.parametrize("spec", ALL_SPECS + sorted(A.ALIASES))
+def test_every_spec_round_trips(spec):
+    act = A.parse_act(spec)
+    again = A.parse_act(act.spec)
+    assert (again.name, again.params) == (act.name, act.params)
+    x = torch.randn(50, dtype=torch.float64)
+    assert torch.equal(again(x), act(x))
+
+
+def test_negative_parameters_in_a_list():
+    acts = A.parse_acts("relu,sqs:-0.01,0.5,1,gensilu:2,.5")
+    assert acts[1].params["c"] == -0.01 and acts[2].params == {"left": 2.0, "right": 0.5, "period": 1.0}
+
+
 @pytest.mark.parametrize("spec,needle", [
+    ("gensilu:nan,0", "left=nan"),
+    ("gensilu:1,1,inf", "period=inf"),
+    ("sqs:inf", "c=inf"),
+    ("sqs:0.01,nan", "lam=nan"),
+    ("sqs:0.01,0.5,-1", "p=-1"),
     ("gensilu:-1,0", "left=-1"),
     ("gensilu:0,-2", "right=-2"),
     ("gensilu:1,1,0", "period=0"),
@@ -206,9 +283,11 @@ def test_direct_calls_validate_too():
         A.gensilu(torch.ones(2), period=0)
 
 
-def test_glu_on_cpu_uses_reference():
+def test_glu_on_cpu_is_the_formula_times_value():
     torch.manual_seed(0)
     g, v = torch.randn(100), torch.randn(100)
-    for spec in ("sqs", "gensilu:1,1", "gelu"):
+    for spec in ("sqs", "gensilu:1,1", "gelu", "bilinear"):
         act = A.parse_act(spec)
-        assert torch.equal(A.glu(g, v, act), act.fn(g, **act.params) * v)
+        for use_kernel in (None, True, False):
+            assert torch.equal(A.glu(g, v, act, use_kernel=use_kernel), act(g) * v)
+    assert torch.equal(A.glu(g, v, A.parse_act("bilinear")), g * v)
