@@ -89,12 +89,12 @@ if HAVE_TRITON:  # the kernels exist only where triton does
         tl.store(dv_ptr + offs, (dh * gate).to(dv_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(kernel, n, *args, p):
+def _launch(kernel, n, *args, params):
     """One program per BLOCK elements. The CPU interpreter computes in numpy, which warns about
     IEEE events (log2 0, 0 * inf in masked lanes) that a GPU performs silently: silenced."""
     if n > 0:
         with np.errstate(all="ignore"):
-            kernel[(triton.cdiv(n, BLOCK),)](*args, n, *p, P_IS_ONE=p[2] == 1.0, BLOCK=BLOCK)
+            kernel[(triton.cdiv(n, BLOCK),)](*args, n, *params, P_IS_ONE=params[2] == 1.0, BLOCK=BLOCK)
 
 
 class SqsGlu(torch.autograd.Function):
@@ -105,17 +105,16 @@ class SqsGlu(torch.autograd.Function):
         ctx.save_for_backward(gate, value)
         ctx.params = (c, lam, p)
         h = gate.new_empty(gate.shape, dtype=torch.promote_types(gate.dtype, value.dtype))
-        _launch(_sqs_glu_fwd, h.numel(), gate.contiguous(), value.contiguous(), h, p=ctx.params)
+        _launch(_sqs_glu_fwd, h.numel(), gate.contiguous(), value.contiguous(), h, params=ctx.params)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh):
         gate, value = ctx.saved_tensors
-        dg, dv = gate.new_empty(gate.shape), value.new_empty(value.shape)  # contiguous
-        # dh is often a stride-0 expand (from h.sum()): .contiguous() materialises it
+        dg, dv = gate.new_empty(gate.shape), value.new_empty(value.shape)  # contiguous, as dh below
         _launch(_sqs_glu_bwd, dg.numel(), gate.contiguous(), value.contiguous(), dh.contiguous(),
-                dg, dv, p=ctx.params)
+                dg, dv, params=ctx.params)
         need_g, need_v = ctx.needs_input_grad[:2]
         return (dg if need_g else None), (dv if need_v else None), None, None, None
 
@@ -160,9 +159,10 @@ def check(device, n=3000):
 
 
 # ----------------------------------------------------- the benchmark: Table 5 of arXiv:2509.01874
-# Forward + backward time of "a 1-layer GLU" per gate; our reading, fp32, no biases (the paper states
-# neither its layer, units (likely ms) nor GPU): x [B, d] -> h = act(x W_g) * (x W_v) -> y = h W_o.
-# x is data (no gradient): 3 matmuls forward, 4 backward (dW_o, dh, dW_g, dW_v), 2 B d hidden flops each.
+# Table 5 times forward + backward of "a 1-layer GLU" per gate. Our reading, fp32, no biases:
+# x [B, d] -> h = act(x W_g) * (x W_v) [B, hidden] -> y = h W_o; x is data (no gradient): 3 matmuls
+# forward, 4 backward (dW_o, dh, dW_g, dW_v), 2 B d hidden flops each. PAPER rows: B, d, hidden, then
+# the times of GATES in order (the paper states neither units, likely ms, nor GPU).
 GATES = {"ReLU": activations.relu, "SwiGLU": activations.silu, "GELU": activations.gelu,
          "Identity": activations.identity, "SQS": activations.sqs}
 PAPER = """\
@@ -225,10 +225,10 @@ def table5(device, max_size, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],  # the usage lines on top
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table5", action="store_true", help="time the paper's Table 5 layer")
-    ap.add_argument("--max-size", type=int, default=2048, help="skip Table 5 rows with a batch, "
-                    "d or hidden above this (default 2048: all rows; 1024 on a laptop)")
+    ap.add_argument("--max-size", type=int, default=2048, help="largest Table 5 size run (1024: laptop)")
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per row (default 5)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = ap.parse_args()
