@@ -199,8 +199,8 @@ def table5(device, max_size, reps):
     gates = GATES | ({"SQS-Triton": sqs_glu} if device == "cuda" and HAVE_TRITON else {})
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     print(f"Table 5: 1-layer GLU fwd + bwd, fp32, ms (median of {reps}), torch {torch.__version__}, "
-          f"{torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}, {torch.get_num_threads()} "
-          "threads; paper rows: arXiv:2509.01874, units not stated (likely ms), GPU not stated")
+          f"{torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}, threads: {torch.get_num_threads()}"
+          "; paper rows: arXiv:2509.01874, units not stated (likely ms), GPU not stated")
     print(" ".join(f"{h:>10s}" for h in ["batch", "d", "hidden", "", *gates, "SQS/SwiGLU", "GFLOP/s"]))
     for line in PAPER.splitlines():
         B, d, hid = map(int, line.split()[:3])
