@@ -19,8 +19,7 @@ inits) and bilinear vs bilinear (independent inits: how alike two runs of the SA
     python eigen.py --quick                           # 2 epochs, for a classroom
     python eigen.py --ckpt out/eigen/fashion/ckpt.pt  # re-analyse train_mnist.py checkpoints
 
-Outputs in --out (default out/eigen/<dataset>/): ckpt.pt, eigenvectors.png (Figure-2 layout),
-overview.png (spectra, top-k accuracy, similarity by rank), explanations.png, results.json.
+Writes to --out (out/eigen/<dataset>/): ckpt.pt, eigenvectors.png, overview.png, explanations.png, results.json.
 """
 import argparse
 import dataclasses
@@ -29,10 +28,14 @@ import os
 import sys
 import time
 
+import matplotlib
 import torch
 
 import train_mnist as tm
 from activations import parse_acts
+
+matplotlib.use("Agg")                # files only, no display
+import matplotlib.pyplot as plt     # noqa: E402  (after choosing the backend)
 
 # ==== Config: the paper's claims and the thresholds of our verdicts
 PAPER_MIN, PAPER_TOP = 0.5, 0.95   # [SQS] 4.1: |cos| "never below .5 and .95 for the most important"
@@ -78,13 +81,13 @@ def fail(msg):
 def train_models(args, out):
     cfg = tm.Config(dataset=args.dataset, acts=args.acts, seeds=args.seeds, epochs=args.epochs, layers=1,
                     batch=2048, d_model=args.d_model)                      # [SQS] A.2.1; the rest: defaults
-    data = load_data(args.dataset, args.data_dir)
     try:
+        data = tm.load_data(args.dataset, args.data_dir)
         dev = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
         net = tm.Net(args.gates, range(args.seeds), d=args.d_model, layers=1).to(dev)
         print(f"training {net.M} models ({args.acts} x seeds 0..{args.seeds - 1}, {args.epochs} epochs) on {dev}")
         res = tm.train(net, data, cfg, progress=True)
-    except (ValueError, RuntimeError) as e:
+    except (tm.DataError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0])
     net, path = net.cpu(), os.path.join(out, "ckpt.pt")
     config = {**dataclasses.asdict(cfg), "acts": [a.spec for a in net.acts], "seeds": net.seeds,
@@ -94,23 +97,17 @@ def train_models(args, out):
     return (net, config), data
 
 
-def load_data(dataset, data_dir):
-    try:
-        return tm.load_data(dataset, data_dir)
-    except tm.DataError as e:
-        fail(str(e))
-
-
-def load_checkpoint(path):
+def load_checkpoint(path, data_dir):
+    """-> (net, config), the test data of its dataset; one line on stderr for anything unusable."""
     if not os.path.isfile(path):
         fail(f"checkpoint not found: {path}")
     try:
-        net, cfg = tm.load_checkpoint(path)                                 # DataError: one line
-    except tm.DataError as e:
+        net, cfg = tm.load_checkpoint(path)
+        if cfg["layers"] != 1 or cfg["residual"]:
+            fail(f"{path}: eigen.py decomposes the one-layer model without residual (train_mnist.py --layers 1)")
+        return (net, cfg), tm.load_data(cfg["dataset"], data_dir)
+    except tm.DataError as e:                                               # its message is one line
         fail(str(e))
-    if cfg["layers"] != 1 or cfg["residual"]:
-        fail(f"{path}: eigen.py decomposes the one-layer model without residual (train_mnist.py --layers 1)")
-    return net, cfg
 
 
 def members(net, cfg, gates, x):
@@ -180,8 +177,9 @@ def analyse(m, x, y):
     s = torch.einsum("cd,cdi->ci", torch.nn.functional.one_hot(y, len(lam)).T.double() @ h, V).sign()
     P = torch.einsum("cdi,dp->cip", V, m["W_e"]) * torch.where(s == 0, 1.0, s)[..., None]
     acc, topk = float((logits.argmax(1) == y).double().mean()), topk_accuracy(lam, V, h, y)
-    k = (topk >= acc - 0.01).nonzero()                      # fewest eigenvectors within 1 point of the model
-    r = dict(lam=lam, V=V, P=P, h=h, logits=logits, acc=acc, topk=topk, k_1pt=int(k[0]) + 1 if len(k) else None)
+    r = dict(lam=lam, V=V, P=P, h=h, logits=logits, acc=acc, topk=topk)
+    print(f"{m['label']:>12s}: test acc {acc:.4f} | accuracy of the top-k eigenvectors per class: k=1 {topk[0]:.4f}, "
+          f"k=5 {topk[min(4, len(topk) - 1)]:.4f}, all {len(topk)} {topk[-1]:.4f}")
     if m["act"].name == "identity":
         return r
     # A gated model: how well the bilinear reading h^T Q_c h reproduces its logits, and how often its
@@ -246,17 +244,18 @@ def pair_table(models, res, R):
                           best_top1=float(best[:, 0, 0].nanmean()), mean=float(v.mean()), min=float(v.min()),
                           below=int((v < PAPER_MIN).sum()), n=len(v), chance=sum(p[2] for p in pairs) / len(pairs),
                           by_rank=match.nanmean(0).flatten().tolist())
-    print(f"\n|cos| of pixel-space eigenvectors, pooled over classes and pairs (+1: largest positive lam; ±1..±{R}: "
-          f"the top {R} of each sign, rank-matched)\n| pair | pairs | +1 mean | +1 min | +1 best match | mean ±1..±{R} | min | below {PAPER_MIN} | chance |\n|---" + "|---" * 8 + "|")
+    print(f"\n|cos| of pixel-space eigenvectors, pooled over classes and pairs (+1: largest positive lam; ±1..±{R}:"
+          f" the top {R} of each sign, rank-matched)\n| pair | pairs | +1 mean | +1 min | +1 best match | "
+          f"mean ±1..±{R} | min ±1..±{R} | below {PAPER_MIN} | chance |\n" + "|---" * 9 + "|")
     for kind, r in rows.items():
-        print(f"| {kind} | {r['pairs']} | {r['top1']:.2f} | {r['min1']:.2f} | {r['best_top1']:.2f} | {r['mean']:.2f} | {r['min']:.2f} "
-              f"| {r['below']}/{r['n']} | {r['chance']:.2f} |")
+        print(f"| {kind} | {r['pairs']} | {r['top1']:.2f} | {r['min1']:.2f} | {r['best_top1']:.2f} | {r['mean']:.2f} "
+              f"| {r['min']:.2f} | {r['below']}/{r['n']} | {r['chance']:.2f} |")
     return rows
 
 
 # ==== Figures (matplotlib Agg, dpi 80, temp file + rename)
 
-def save(plt, fig, path):
+def save(fig, path):
     fig.tight_layout(pad=0.4)
     fig.savefig(path + ".tmp.png", dpi=80)
     os.replace(path + ".tmp.png", path)
@@ -270,7 +269,7 @@ def show(ax, img, text="", cmap="RdBu_r"):
     ax.text(0.5, -0.03, text, transform=ax.transAxes, ha="center", va="top", fontsize=6)
 
 
-def fig_eigenvectors(plt, models, res, names, path, classes=5):
+def fig_eigenvectors(models, res, names, path, classes=5):
     """[SQS] Figure 2: top eigenvectors (+1, -1) of five classes; |cos| to the first model's, sign aligned."""
     top = [ranked(res[m["label"]]["P"], res[m["label"]]["lam"], 1)[:, :, 0] for m in models]   # C x 2 x 784
     fig, axes = plt.subplots(2 * len(models), classes, figsize=(1.4 * classes, 2.7 * len(models)))
@@ -280,10 +279,10 @@ def fig_eigenvectors(plt, models, res, names, path, classes=5):
             a, b = top[mi][c, j], top[0][c, j]
             show(ax, a * (1 if a @ b >= 0 else -1), f"|cos| {float((a @ b).abs() / a.norm() / b.norm()):.2f}" * (mi > 0))
             ax.set_title(names[c] * (mi == j == 0), fontsize=8)
-    save(plt, fig, path)
+    save(fig, path)
 
 
-def fig_overview(plt, models, res, rows, names, R, path):
+def fig_overview(models, res, rows, names, R, path):
     """[SQS] App. B.0.1 eigenvalue spectra per class; accuracy of the top-k eigenvectors; similarity by rank."""
     fig, axes = plt.subplots(2, 6, figsize=(17, 5), gridspec_kw=dict(width_ratios=[1] * 5 + [1.6]))
     for c, ax in enumerate(axes[:, :5].flat):
@@ -291,7 +290,6 @@ def fig_overview(plt, models, res, rows, names, R, path):
             lam = res[m["label"]]["lam"][c].sort(descending=True).values
             ax.plot((lam / lam.abs().max()).numpy(), mk, ms=2, label=m["label"])
         ax.set_title(f"{names[c]}: λ / max|λ|", fontsize=8), ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=6)
     for m in models:
         axes[0, 5].plot(range(1, len(res[m["label"]]["topk"]) + 1), res[m["label"]]["topk"].numpy(), label=m["label"])
     axes[0, 5].set(xscale="log", xlabel="k", title="test accuracy of the top-k per class", ylim=(0, 1))
@@ -300,36 +298,41 @@ def fig_overview(plt, models, res, rows, names, R, path):
     for v, c in ((PAPER_MIN, "r"), (PAPER_TOP, "g"), (next(iter(rows.values()), {}).get("chance", 0), "k")):
         axes[1, 5].axhline(v, color=c, ls=":")                         # paper's 0.5 and 0.95; chance level
     axes[1, 5].set(ylim=(0, 1.02), title="mean |cos| (dotted: 0.5, 0.95, chance)")
-    axes[1, 5].legend(fontsize=5), axes[0, 5].legend(fontsize=6)
-    save(plt, fig, path)
+    axes[0, 0].legend(fontsize=6), axes[0, 5].legend(fontsize=6), axes[1, 5].legend(fontsize=5)
+    save(fig, path)
 
 
-def fig_explanations(plt, models, res, x, y, names, path, top=6):
+def fig_explanations(models, res, x, y, names, path, top=6):
     """[SQS] App. B.0.2: top contributions lam_i (v_i . h)^2 to the predicted logit of a few test images."""
     pred = [res[m["label"]]["logits"].argmax(1) for m in models]
     ok = (pred[0] == y) & (pred[-1] == y)
     picks = [int((ok & (y == c)).nonzero()[0]) for c in range(3) if (ok & (y == c)).any()]
     picks += (pred[-1] != y).nonzero().flatten()[:1].tolist()
-    fig, axes = plt.subplots(len(picks), 1 + len(models), figsize=(1.6 + 3 * len(models), 1.6 * len(picks)),
-                             squeeze=False, gridspec_kw=dict(width_ratios=[1] + [2.4] * len(models)))
+    fig, axes = plt.subplots(len(picks), 1 + 2 * len(models), figsize=(1.6 + 4 * len(models), 1.6 * len(picks)),
+                             squeeze=False, gridspec_kw=dict(width_ratios=[1] + [2.4, 1] * len(models)))
     for row, n in zip(axes, picks):
         show(row[0], x[n], f"#{n}: {names[int(y[n])]}", cmap="gray_r")
-        for ax, m in zip(row[1:], models):
+        for ax, im, m in zip(row[1::2], row[2::2], models):
             r = res[m["label"]]
             c = int(r["logits"][n].argmax())
             contrib = r["lam"][c] * (r["h"][n] @ r["V"][c]) ** 2      # sum = the logit, for a bilinear layer
-            v = contrib[contrib.abs().argsort(descending=True)[:top]].flip(0)
-            ax.barh(range(top), v.numpy(), color=["tab:red" if e > 0 else "tab:blue" for e in v])
+            i = contrib.abs().argsort(descending=True)[:top]                 # the largest contributions
+            v = contrib[i].flip(0)
+            ax.barh(range(top), v.numpy(), color=[("tab:blue", "tab:red")[e > 0] for e in v])
+            show(im, r["P"][c, i[0]], f"largest: λ={float(r['lam'][c, i[0]]):.2g}")
             ax.set_title(f"{m['label']} → {names[c]}: logit {float(r['logits'][n, c]):.3g}, Σ all "
                          f"{float(contrib.sum()):.3g}", fontsize=6)
-    save(plt, fig, path)
+    save(fig, path)
 
 
 # ==== Compare with the source: verdict lines computed from the numbers above
 
 def verdicts(models, res, rows, R):
     out, other = {}, next((m["gate"] for m in models if m["gate"] != "bilinear"), None)
-    say = lambda key, ok, text, w=("REPRODUCED", "NOT REPRODUCED"): print(f"[{w[not out.setdefault(key, ok)]}] {text}")
+
+    def say(key, ok, text, words=("REPRODUCED", "NOT REPRODUCED")):
+        out[key] = ok
+        print(f"[{words[not ok]}] {text}")
     BB = rows.get("bilinear vs bilinear, independent init")
     bb = lambda k: f"; bilinear vs bilinear: {BB[k]:.2f}" if BB else ""
     print(f"\n== compare with [SQS] §4.1 (|cos| never below 0.5, ≈0.95 for the most important) and App. B")
@@ -347,44 +350,40 @@ def verdicts(models, res, rows, R):
             f"mean over ±1..±{R} {I['mean']:.2f} vs {BB['mean']:.2f}", ("HOLDS", "DOES NOT HOLD"))
     for m in [m for m in models if m["seed"] == models[0]["seed"]]:
         r, d = res[m["label"]], len(res[m["label"]]["topk"])
-        say(f"few_eigenvectors {m['label']}", (r["k_1pt"] or d + 1) <= max(10, d // 10), f"App. B.0.1, a few "
-            f"eigenvectors carry each class ({m['label']}): the top {r['k_1pt'] or '(none)'} of {d} per class come "
-            f"within 1 point of the model's accuracy {r['acc']:.4f} (few: ≤ {max(10, d // 10)})")
+        k = int((r["topk"] >= r["acc"] - 0.01).nonzero()[0]) + 1 if (r["topk"] >= r["acc"] - 0.01).any() else None
+        say(f"few_eigenvectors {m['label']}", (k or d + 1) <= max(10, d // 10), f"App. B.0.1, a few eigenvectors carry "
+            f"each class ({m['label']}): the top {k or '(none)'} of {d} come within 1 point of the model's accuracy "
+            f"{r['acc']:.4f} (few: ≤ {max(10, d // 10)})")
         if f := r.get("first_order"):
             say(f"first_order {m['label']}", f["agree"] >= AGREE_OK, f"the bilinear reading hᵀQ_c h of {m['label']}: "
-                f"argmax agrees with the model on {f['agree']:.1%} of test images (≥ {AGREE_OK:.0%} counts), rel. logit"
-                f" error {f['rel_err']:.2f} ({f['rel_err_scaled']:.2f} after one scale {f['scale']:.2f}); gate inputs |s|:"
-                f" median {f['median_s']:.2f}, {f['beyond']:.0%} > 1/λ (shrunk by half or more), {f['below_c']:.1%} < |c|"
-                f" (sign flipped)", ("HOLDS", "DOES NOT HOLD"))
+                f"argmax agrees on {f['agree']:.1%} of test images (≥ {AGREE_OK:.0%} counts), rel. logit error "
+                f"{f['rel_err']:.2f} ({f['rel_err_scaled']:.2f} after one scale {f['scale']:.2f}); gate inputs: median "
+                f"|s| {f['median_s']:.2f}, {f['beyond']:.0%} > 1/λ (shrunk by half or more), {f['below_c']:.1%} < |c| "
+                f"(sign flipped)", ("HOLDS", "DOES NOT HOLD"))
     return out
 
 
 def main(argv=None):
     args = get_args(argv)
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(args.ckpt) if args.ckpt else None        # fail before creating anything
-    dataset = ckpt[1]["dataset"] if ckpt else args.dataset
+    ckpt = load_checkpoint(args.ckpt, args.data_dir) if args.ckpt else None   # fail before creating anything
+    dataset = ckpt[0][1]["dataset"] if ckpt else args.dataset
     out = args.out or os.path.join("out", "eigen", dataset)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         fail(f"cannot create output folder {out}: {e.strerror}")
-    (net, cfg), data = (ckpt, load_data(dataset, args.data_dir)) if ckpt else train_models(args, out)
+    (net, cfg), data = ckpt or train_models(args, out)
     t1 = time.perf_counter()
-    x, y, names, res = tm.to_input(data["test_x"], cfg["input_mean"], cfg["input_std"]).double(), data["test_y"], NAMES[dataset], {}
+    x, y = tm.to_input(data["test_x"], cfg["input_mean"], cfg["input_std"]).double(), data["test_y"]
+    names = NAMES[dataset]
     models = members(net, cfg, args.gates, x)
-    for m in models:
-        r = res[m["label"]] = analyse(m, x, y)
-        print(f"{m['label']:>12s}: test acc {r['acc']:.4f} | top-k eigenvectors per class: k=1 {r['topk'][0]:.4f}, "
-              f"k=5 {r['topk'][min(4, len(r['topk']) - 1)]:.4f}, all {len(r['topk'])} {r['topk'][-1]:.4f}")
+    res = {m["label"]: analyse(m, x, y) for m in models}
     rows = pair_table(models, res, args.ranks)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig_eigenvectors(plt, models, res, names, os.path.join(out, "eigenvectors.png"))
-    fig_overview(plt, models, res, rows, names, args.ranks, os.path.join(out, "overview.png"))
+    fig_eigenvectors(models, res, names, os.path.join(out, "eigenvectors.png"))
+    fig_overview(models, res, rows, names, args.ranks, os.path.join(out, "overview.png"))
     same = [m for m in models if m["seed"] == models[0]["seed"]]
-    fig_explanations(plt, same[:1] + same[1:][-1:], res, data["test_x"].double() / 255, y, names,
+    fig_explanations(same[:1] + same[1:][-1:], res, data["test_x"].double() / 255, y, names,
                      os.path.join(out, "explanations.png"))
     summary = dict(dataset=dataset, similarity=rows, verdicts=verdicts(models, res, rows, args.ranks), models={
         m["label"]: dict(acc=r["acc"], topk=r["topk"].tolist(), first_order=r.get("first_order"))
