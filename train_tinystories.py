@@ -1,76 +1,36 @@
 """
-train_tinystories.py -- a small decoder-only transformer on TinyStories, one model per GLU gate.
+train_tinystories.py -- does an SQS-gated GLU train a small language model as well as the usual
+gates? A 4-layer transformer on TinyStories, one model per gate: the Tiny Stories rows of Table 1
+and the samples of Appendix D of the SQS paper [SQS] (section 4.2.2). Data stages print what they
+did and skip finished work (--prepare-only runs only them): download (size-checked, resumable) ->
+byte-level BPE trained here -> uint16 memmaps. Then per gate: training, validation loss and
+perplexity at 25/50/75/100 %, tokens/s and MFU, a sample "once upon a time ...".
 
-Reproduces the set-up of the Tiny Stories rows of Table 1 and Appendix D of the SQS paper [SQS]
-(section 4.2.2): a 4-layer transformer, model dim 128, GLU hidden dim 128, AdamW lr 1e-3, weight
-decay 0.1, batch 512, cosine schedule; validation loss and perplexity at 25/50/75/100 % of training;
-a sample from every model starting "once upon a time". Everything is built here, in stages that
-skip finished work (the staging follows llama2.c's tinystories.py, written anew):
+    python train_tinystories.py --synthetic   # offline stand-in corpus, NOT TinyStories (CPU)
+    python train_tinystories.py --quick       # classroom run: tiny model (add --synthetic offline)
+    python train_tinystories.py               # TinyStories, CPU-sized (20k stories, 400 steps)
+    python train_tinystories.py --paper       # the paper's scale on a GPU: batch 512, 3 epochs
+    torchrun --standalone --nproc_per_node 4 train_tinystories.py --paper     # the same, DDP
 
-    1. download   TinyStories text files from Hugging Face        data/tinystories/*.txt
-                  (or --synthetic: write a template-story stand-in    data/synthetic/*.txt)
-    2. tokenizer  byte-level BPE trained from scratch (lowercased)   data/tinystories/tok4096.json
-    3. pretokenize every story once into a uint16 memmap           data/tinystories/tok4096_train_*.bin
-    4. train      one model per gate (--acts), checkpoints          out/train_tinystories/ckpt_*.pt
-    5. evaluate   val loss / perplexity at 25/50/75/100 %           out/train_tinystories/table.md
-    6. sample     "once upon a time ..." from each model            out/train_tinystories/samples.md
-
-    python train_tinystories.py                  # CPU default: 20k stories, 400 steps, 5 gates
-    python train_tinystories.py --synthetic      # offline: the same on a stand-in corpus (NOT TinyStories)
-    python train_tinystories.py --quick          # classroom run (tiny model, ~15 s per gate)
-    python train_tinystories.py --paper          # paper scale: all stories, batch 512, 3 epochs (GPU)
-    torchrun --standalone --nproc_per_node 4 train_tinystories.py --paper   # the same on 4 GPUs (DDP)
-
-Measured on this 2-core CPU with --synthetic (see the README): the CPU default trained all five
-gates in 5.3 minutes on an idle machine (12,900-14,400 tok/s at d = 128, one process; 2-process torchrun with
---threads 1 ran at 16,300 tok/s against 12,300 for one process in a quieter moment); the BPE
-learned 4096 tokens from 10 MB in 1.2 s (62.6 s on a stress text with 328k distinct words).
-
-Sources
-  [SQS]  "Preserving Bilinear Weight Spectra with a Signed and Shrunk Quadratic Activation
-         Function", arXiv:2509.01874 -- section 4.2.2, Table 1, Appendix A and D
-  [TS]   Eldan and Li, "TinyStories: How Small Can Language Models Be and Still Speak Coherent
-         English?", arXiv:2305.07759; data: huggingface.co/datasets/roneneldan/TinyStories
-  [BIL]  Pearce et al., "Bilinear MLPs enable weight-based mechanistic interpretability",
-         arXiv:2410.08417 (their TinyStories models: lowercase BPE with 4096 tokens, context 256)
-  [GLU]  Shazeer, "GLU Variants Improve Transformer", arXiv:2002.05202
-  [BPE]  Sennrich et al., arXiv:1508.07909; byte-level variant and pre-split regex: GPT-2 (Radford
-         et al. 2019). Staging and DDP loop in the spirit of karpathy/llama2.c and karpathy/nanoGPT.
-
-What the paper leaves open, and what this script does about it (all are flags):
-  * tokenizer, context length, heads: unstated. We follow [BIL]: lowercase byte-level BPE, 4096
-    tokens, context 256; 4 heads of 32 dims.
-  * normalisation: unstated. Pre-norm RMSNorm (the LLaMA-style block GLU models usually use);
-    --norm layernorm for the GPT-2 block. Without any norm a bilinear GLU (a quadratic in its input)
-    stacked 4 times can blow up; pre-norm feeds every GLU unit-RMS inputs.
-  * epochs: section 4.2.2 says 3, the Appendix A table says 20. --paper uses 3; --epochs 20 is the other.
-  * "Metric" is perplexity. We report exp(mean token loss) over the validation windows. The paper's
-    perplexities are 12-14 % above exp(its loss) in every row (exp(1.9021) = 6.70 vs 7.6538), so
-    it probably averaged per-batch or per-story perplexities (>= exp(mean loss) by Jensen); unknown.
-  * --synthetic: no internet, no TinyStories? A generated corpus of simple template stories (written
-    by synthetic_story below, same file format) exercises every stage and measures speed. It is NOT
-    TinyStories: its losses say nothing about the paper's numbers, and every output says so.
+The paper gives 4 layers, model dim 128, GLU hidden 128, AdamW lr 1e-3, wd 0.1, batch 512, cosine.
+Where it is silent we follow the transformer of [BIL] (4 layers, context 256, lr 1e-3, wd 0.1):
+  * rotary position embeddings, 4 heads, context 256, no biases; untied output head
+  * pre-norm RMSNorm without a learned gain; the attention branch scaled by 1/sqrt(2 * layers)
+  * PyTorch's default nn.Linear / nn.Embedding init; AdamW betas (0.9, 0.95); 50 linear warm-up
+    steps, then cosine to 0; gradient-norm clipping at 1
+  * one story per sequence, "<eot> story <eot>" cut/padded to the context, padding masked in the loss
+  * tokenizer: [BIL] downloads a lowercase 4096-token BPE; ours is the same kind but trained here,
+    so losses per token are NOT comparable with the paper's (a token is another unit of text)
+  * epochs: section 4.2.2 says 3, Appendix A's table 20; --paper uses 3 (--epochs 20 is the other)
+Sources: [SQS] arXiv:2509.01874. [BIL] Pearce et al., arXiv:2410.08417, github.com/tdooms/bilinear-
+decomposition (src/language/transformer.py). TinyStories: Eldan & Li, arXiv:2305.07759. BPE: Sennrich
+et al., arXiv:1508.07909 (byte-level, GPT-2's pre-split). RoPE: Su et al., arXiv:2104.09864. The data
+stages follow karpathy/llama2.c's tinystories.py, the MFU estimate karpathy/nanoGPT (both written anew).
 """
-import os
-
-# OpenMP's default busy-waiting makes torch's 2 CPU threads stall each other whenever another
-# process takes a core for a moment: on this shared 2-core machine a default (d = 128) training step
-# took 0.54-2.2 s with busy waiting and 0.33-0.38 s with passive waiting (the --quick model: 1.5 s vs
-# 0.02 s). Passive waiting costs nothing measurable on an idle machine. Must precede `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse
-import heapq
-import http.client
-import json
-import math
-import random
-import re
-import sys
-import time
-import urllib.error
-import urllib.request
+import argparse, heapq, http.client, json, math, os, pathlib, random, re, sys, tempfile, time, timeit, urllib.request
 from collections import Counter, defaultdict
+from functools import lru_cache, partial
+from itertools import islice
 
 import numpy as np
 import torch
@@ -81,875 +41,510 @@ from tqdm import tqdm
 
 import activations
 
-# ------------------------------------------------------------------------------------------------
-# Data facts (the dataset card) and the paper's numbers (Table 1 of [SQS], Tiny Stories rows)
-# ------------------------------------------------------------------------------------------------
-HF_BASE = os.environ.get("MLPLAB_TINYSTORIES_URL",
-                         "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main")
-FILES = {"v1": ("TinyStories-train.txt", "TinyStories-valid.txt"),
-         "v2": ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"),
-         "synthetic": ("synthetic-train.txt", "synthetic-valid.txt")}   # stand-in, NOT TinyStories
-SIZES = {"TinyStories-train.txt": 1_924_281_556, "TinyStories-valid.txt": 19_447_282,
-         "TinyStoriesV2-GPT4-train.txt": 2_227_753_162, "TinyStoriesV2-GPT4-valid.txt": 22_502_601}
-EOT = "<|endoftext|>"   # the story separator in the files; token 256 marks a story start here
-EOT_ID = 256
-# gate name in the registry -> (row label, [(loss, perplexity) at 25, 50, 75, 100 %])
+# ---- Config: data, the paper's numbers, presets (an explicit flag always wins over a preset) ---------
+URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main"
+FILES = {"TinyStories-train.txt": 1_924_281_556, "TinyStories-valid.txt": 19_447_282}   # bytes
+EOT, EOT_ID, IGNORE = "<|endoftext|>", 256, -100    # the story separator, its id, "no target here"
+# Table 1 of [SQS], Tiny Stories: gate -> (row label, [(loss, perplexity) at 25/50/75/100 %])
 PAPER = {"relu": ("ReLU", [(2.1264, 9.4803), (1.9958, 8.3943), (1.9434, 7.9114), (1.9021, 7.6538)]),
          "gelu": ("GELU", [(2.1257, 9.4852), (1.9980, 8.5438), (1.9471, 8.0483), (1.9061, 7.8047)]),
          "silu": ("SwiGLU", [(2.1227, 9.3327), (1.9945, 8.2885), (1.9456, 7.9450), (1.9042, 7.7329)]),
-         "identity": ("Bilinear", [(2.1177, 9.5730), (1.9952, 8.4898), (1.9483, 8.0583),
-                                   (1.9065, 7.7987)]),
+         "identity": ("Bilinear", [(2.1177, 9.5730), (1.9952, 8.4898), (1.9483, 8.0583), (1.9065, 7.7987)]),
          "sqs": ("SQS", [(2.1327, 9.5220), (1.9939, 8.2721), (1.9434, 7.8579), (1.9020, 7.6286)])}
 MARKS = (0.25, 0.5, 0.75, 1.0)
-
-# Presets: a flag given explicitly on the command line always wins over a preset.
-CPU_DEFAULT = dict(max_stories=20000, val_stories=0, vocab=4096, ctx=256, batch=8, steps=400,
-                   eval_windows=128, ckpt_every=100)
-QUICK = dict(max_stories=2000, val_stories=300, vocab=512, tok_mb=1.0, layers=2, d_model=64,
-             hidden=64, heads=2, ctx=64, batch=16, steps=300, eval_windows=32, sample_tokens=60)
-PAPER_SCALE = dict(max_stories=0, val_stories=0, vocab=4096, ctx=256, batch=512, epochs=3.0,
-                   eval_windows=0, ckpt_every=1000)
-
+DEFAULTS = dict(stories=20000, val_stories=256, vocab=4096, layers=4, d_model=128, hidden=128, heads=4,
+                ctx=256, batch=8, steps=400, epochs=None)                  # CPU-sized
+QUICK = dict(stories=2000, val_stories=100, vocab=512, layers=2, d_model=64, hidden=64, heads=2, ctx=128,
+             batch=16, steps=200)
+PAPER_SCALE = dict(stories=0, val_stories=0, batch=512, epochs=3.0)       # 0 = all the stories
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Small transformer on TinyStories with each GLU gate (SQS paper 4.2.2). "
-                    "Defaults are the CPU configuration; --paper is the paper's scale, --quick a "
-                    "classroom run. Data stages (download, tokenizer, pretokenize) skip finished work.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("data")
-    g.add_argument("--data-dir", help="where the TinyStories .txt files are (or get downloaded) and "
-                   "the tokenizer and .bin files are written (default data/tinystories, "
-                   "data/synthetic with --synthetic)")
-    g.add_argument("--version", choices=("v1", "v2"),
-                   help="v1 = TinyStories-{train,valid}.txt (the paper's 2.12M/22k stories), "
-                        "v2 = the GPT-4-only TinyStoriesV2 files (default: v1, or v2 if only the "
-                        "v2 files are in --data-dir)")
-    g.add_argument("--synthetic", action="store_true",
-                   help="offline stand-in: generate simple template stories (NOT TinyStories) "
-                        "instead of downloading; for speed measurements and classrooms")
-    g.add_argument("--synthetic-stories", type=int, default=30000,
-                   help="training stories to generate with --synthetic (validation: a tenth)")
-    g.add_argument("--max-stories", type=int, help="train on the first N training stories (0 = all); "
-                   f"default {CPU_DEFAULT['max_stories']} (CPU), all with --paper")
-    g.add_argument("--val-stories", type=int, help="use the first N validation stories (0 = all)")
-    g.add_argument("--vocab", type=int, help="BPE vocabulary size incl. 256 bytes and <|endoftext|> "
-                   "(default 4096)")
-    g.add_argument("--keep-case", action="store_true", help="do not lowercase the text")
-    g.add_argument("--tok-mb", type=float, default=10.0,
-                   help="train the tokenizer on the first this-many MB of training text")
-    g.add_argument("--prepare-only", action="store_true",
-                   help="stop after download/tokenizer/pretokenize (run this once before torchrun)")
-    g = p.add_argument_group("model")
-    g.add_argument("--layers", type=int, default=4)
-    g.add_argument("--d-model", type=int, default=128)
-    g.add_argument("--hidden", type=int, default=128, help="GLU hidden width (the paper's 128)")
-    g.add_argument("--match-params", action="store_true",
-                   help="GLU hidden = round(8 d/3): as many MLP parameters as a plain 4d MLP")
-    g.add_argument("--heads", type=int, default=4)
-    g.add_argument("--ctx", type=int, help="context length in tokens (default 256)")
-    g.add_argument("--norm", choices=("rmsnorm", "layernorm"), default="rmsnorm",
-                   help="pre-norm type in every block and before the output head")
-    g.add_argument("--no-tie", action="store_true", help="separate output head (default: tied to "
-                   "the token embedding)")
-    g = p.add_argument_group("training")
-    g.add_argument("--acts", default="relu,gelu,swiglu,bilinear,sqs",
-                   help="GLU gates to compare: " + activations.act_choices())
-    g.add_argument("--seeds", type=int, default=1, help="train seeds 0..N-1 per gate, table = mean")
-    g.add_argument("--steps", type=int, help=f"optimizer steps (default {CPU_DEFAULT['steps']})")
-    g.add_argument("--epochs", type=float, help="instead of --steps: passes over the training tokens "
-                   "(--paper: 3)")
-    g.add_argument("--batch", type=int, help="global batch in sequences (split over DDP ranks); "
-                   f"default {CPU_DEFAULT['batch']}, --paper 512")
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--wd", type=float, default=0.1, help="AdamW weight decay (matrices and embeddings)")
-    g.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine")
-    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 = off)")
-    g.add_argument("--eval-windows", type=int, help="validation windows of --ctx tokens, evenly "
-                   "spread over the validation tokens (0 = all)")
-    g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (and at the end)")
-    g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out; "
-                   "finished models are only sampled again")
-    g.add_argument("--stop-at", type=int, default=0,
-                   help="stop after this step leaving a checkpoint (simulates an interruption)")
-    g = p.add_argument_group("sampling")
-    g.add_argument("--prompt", default="once upon a time")
-    g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=40, help="0 = no top-k cut")
-    g.add_argument("--sample-tokens", type=int, default=200)
-    g.add_argument("--sample-seed", type=int, default=0)
-    g = p.add_argument_group("run")
-    g.add_argument("--out", default="out/train_tinystories")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    g.add_argument("--quick", action="store_true", help="classroom-sized run: " + str(QUICK))
-    g.add_argument("--paper", action="store_true", help="paper scale: " + str(PAPER_SCALE))
-    args = p.parse_args(argv)
-    if args.quick and args.paper:
-        p.error("--quick and --paper exclude each other")
-    preset = PAPER_SCALE if args.paper else (QUICK if args.quick else CPU_DEFAULT)
-    explicit = p.parse_args(argv, namespace=argparse.Namespace(**{k: None for k in vars(args)}))
-    for k, v in preset.items():   # fill in only what the user did not set
-        if getattr(explicit, k) is None:
-            setattr(args, k, v)
-    for k, v in dict(vocab=4096, ctx=256, val_stories=0, steps=CPU_DEFAULT["steps"]).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    if args.epochs is not None and explicit.steps is not None and not args.paper:
-        p.error("give --steps or --epochs, not both")
-    if explicit.steps is not None:
-        args.epochs = None
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for k, text in dict(stories="train on the first N stories, 0 = all", val_stories="validate on the first "
+                        "N stories, 0 = all", vocab="BPE tokens", layers="", d_model="", hidden="GLU width",
+                        heads="", ctx="context", batch="global batch in stories", steps="",
+                        epochs="instead of --steps: passes over the stories").items():
+        p.add_argument("--" + k.replace("_", "-"), type=float if k == "epochs" else int, help=f"{text} "
+                       f"(default {DEFAULTS[k]}, --quick {QUICK.get(k, '=')}, --paper {PAPER_SCALE.get(k, '=')})")
+    p.add_argument("--acts", default="relu,gelu,swiglu,bilinear,sqs", help=activations.act_choices())
+    p.add_argument("--seed", type=int, default=0, help="initial weights and the order of the stories")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--wd", type=float, default=0.1, help="AdamW weight decay")
+    p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps before the cosine")
+    p.add_argument("--ckpt-every", type=int, default=100, help="checkpoint every N steps and at the end")
+    p.add_argument("--data-dir", help="text, tokenizer, memmaps (default data/tinystories, data/synthetic)")
+    p.add_argument("--url", default=URL, help="where to download the TinyStories files from")
+    p.add_argument("--out", default="out/train_tinystories")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    for flag, text in (("--resume", "continue from the checkpoints in --out"), ("--prepare-only", "run the data "
+                       "stages only (before torchrun)"), ("--synthetic", "offline stand-in corpus, NOT TinyStories"),
+                       ("--quick", "classroom run (a tiny model)"), ("--paper", "the paper's scale (a GPU)")):
+        p.add_argument(flag, action="store_true", help=text)
+    a = p.parse_args(argv)
+    given = {k for k in DEFAULTS if getattr(a, k) is not None}
+    for k, v in {**DEFAULTS, **(QUICK if a.quick else PAPER_SCALE if a.paper else {})}.items():
+        if k not in given:                  # the one place presets are applied
+            setattr(a, k, v)
+    a.epochs = None if "steps" in given else a.epochs
     try:
-        args.act_list = activations.parse_acts(args.acts)
+        a.act_list = activations.parse_acts(a.acts)
     except ValueError as e:
         p.error(str(e))
-    if not 258 <= args.vocab <= 65535:
-        p.error("--vocab must be in 258..65535 (256 bytes + <|endoftext|> + merges; uint16 files)")
-    if args.d_model % args.heads:
-        p.error(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
-    if args.synthetic and args.version:
-        p.error("--synthetic and --version exclude each other")
-    if args.data_dir is None:
-        args.data_dir = "data/synthetic" if args.synthetic else "data/tinystories"
-    if args.synthetic:
-        args.version = "synthetic"
-    elif args.version is None:   # v1 unless only the v2 files are there
-        have = lambda v: all(os.path.exists(os.path.join(args.data_dir, f)) for f in FILES[v])
-        args.version = "v2" if have("v2") and not have("v1") else "v1"
-    if args.match_params:
-        args.hidden = round(8 * args.d_model / 3)
-    for k in ("layers", "d_model", "hidden", "heads", "ctx", "batch", "seeds", "sample_tokens"):
-        if getattr(args, k) < 1:
-            p.error(f"--{k.replace('_', '-')} must be >= 1")
-    if (args.steps or 0) < 1 and args.epochs is None:
-        p.error("--steps must be >= 1")
-    return args
+    sizes = (a.layers, a.d_model, a.hidden, a.heads, a.ctx, a.batch, a.steps, a.ckpt_every)
+    if a.quick and a.paper or {"steps", "epochs"} <= given or not 258 <= a.vocab <= 65535 or min(sizes) < 1 \
+            or a.d_model % (2 * a.heads) or min(a.stories, a.val_stories, a.warmup, a.epochs or 1) < 0:
+        p.error("--quick excludes --paper, --steps excludes --epochs; sizes >= 1, counts >= 0, "
+                "--vocab in 258..65535, --d-model a multiple of 2 x --heads")
+    a.data_dir = a.data_dir or ("data/synthetic" if a.synthetic else "data/tinystories")
+    return a
 
+log = partial(print, flush=True) if int(os.environ.get("RANK", 0)) == 0 else lambda *a: None   # rank 0 talks
+def write(path, text):                  # temp name + rename: never a half-written file
+    pathlib.Path(path + ".tmp").write_text(text, encoding="utf-8")
+    os.replace(path + ".tmp", path)
 
-def pick_device(name):
-    """'auto' -> cuda > mps > cpu; asking for a device this machine lacks is a one-line error."""
-    there = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if name == "auto":
-        return next(d for d in ("cuda", "mps", "cpu") if there[d])
-    if not there[name]:
-        sys.exit(f"error: --device {name} is not available on this machine (try --device auto)")
-    return name
-
-
-def log(*a):
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(*a, flush=True)
-
-
-# ------------------------------------------------------------------------------------------------
-# Stage 1: the TinyStories text files (find, or download with a progress bar)
-# ------------------------------------------------------------------------------------------------
-def download(url, path, timeout=30):
-    """Stream `url` to `path`. Bytes go to path + '.part' first; a re-run resumes it with an HTTP
-    Range request, and only a complete file is renamed to `path`, so a cut-off download is never
-    mistaken for data. A server that ignores Range (status 200) makes us start over."""
+# ---- Data stage 1: the text files (download; offline: the stand-in corpus) ---------------------------
+def download(url, path, size):
+    """Stream url to path + '.part'; a re-run resumes it with an HTTP Range request (a server that
+    answers 200, not 206, makes us start over). Renamed to path only if it has `size` bytes."""
     part = path + ".part"
-    have = os.path.getsize(part) if os.path.exists(part) else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:      # range past the end: the partial file is corrupt
-            os.remove(part)
-            return download(url, path, timeout)
-        raise
-    with resp:
-        if resp.status != 206:
-            have = 0
-        total = None if resp.length is None else resp.length + have
-        with open(part, "ab" if have else "wb") as f, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                     desc=os.path.basename(path), disable=None) as bar:
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    if total is not None and os.path.getsize(part) != total:
-        raise OSError(f"download stopped at {os.path.getsize(part)} of {total} bytes")
+    have = os.path.getsize(part) if os.path.exists(part) and os.path.getsize(part) <= size else 0
+    if have != size:
+        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        with urllib.request.urlopen(req, timeout=30) as r, tqdm(unit="B", unit_scale=True, disable=None) as bar:
+            have = have if getattr(r, "status", None) == 206 else 0
+            with open(part, "ab" if have else "wb") as f:
+                while chunk := r.read(1 << 20):
+                    bar.update(f.write(chunk))
+    if (got := os.path.getsize(part)) != size:
+        os.remove(part)
+        raise ValueError(f"got {got:,} bytes, expected {size:,}; removed the partial file")
     os.replace(part, path)
 
-
-def text_files(args):
-    """Paths of the train and valid text files, downloading any that are missing."""
-    if args.version == "synthetic":
-        return write_synthetic(args.data_dir, args.synthetic_stories)
-    paths = []
-    for name in FILES[args.version]:
+def stage_download(args):
+    """Stage 1: the (train, valid) text files; downloads those that are missing."""
+    os.makedirs(args.data_dir, exist_ok=True)
+    for name, size in FILES.items():
         path = os.path.join(args.data_dir, name)
-        if not os.path.exists(path):
-            url = f"{HF_BASE}/{name}"
-            log(f"{path} not found: downloading {url}")
-            try:
-                os.makedirs(args.data_dir, exist_ok=True)
-                download(url, path)
-            except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, timeouts, cut
-                want = "\n".join(f"  {n}  ({SIZES[n]:,} bytes)  {HF_BASE}/{n}"
-                                 for n in FILES[args.version])
-                sys.exit(f"error: could not download {url}: {getattr(e, 'reason', e)}\n"
-                         f"TinyStories is not in {os.path.abspath(args.data_dir)}. Download these "
-                         f"files elsewhere and put them there (or pass --data-dir DIR):\n{want}\n"
-                         "(a partial download is kept as <name>.part and resumed on the next run; "
-                         "--synthetic runs offline on a stand-in corpus that is NOT TinyStories)")
-        paths.append(path)
-    return paths
-
-
-# ------------------------------------------------------------------------------------------------
-# Stage 1 offline: a synthetic stand-in corpus (--synthetic). NOT TinyStories.
-# ------------------------------------------------------------------------------------------------
-# Simple stories from a small grammar: a character (a common name, or one made of random syllables
-# so that the word list has a long tail as real text does), a pet, a place, a wish, a few events
-# with dialogue, a problem solved with help, an ending. Mixed case (so lowercasing matters), curly
-# apostrophes and a few accented words (so the UTF-8 paths are used). Its statistics are far
-# simpler than TinyStories': losses on it are much lower and say nothing about the paper.
-NAMES = ("lily tom ben mia max sue anna sam lucy jack emma leo zoe tim kate noah ella finn amy "
-         "jake rosa oscar ruby theo nina hugo ivy omar lena").split()
-SYLLABLES = "ba be bo da di do ka ki ko la li lo ma mi mo na ni no pa pi ra ri ro sa si ta ti to va zu".split()
-WORDS = dict(
-    animal="cat dog bird frog fish bunny duck puppy kitten bear fox mouse owl turtle horse pig cow "
-           "lion monkey squirrel bee butterfly sheep goat".split(),
-    adj="big small red blue green happy sad shiny old new soft tall little funny brave kind quiet "
-        "loud yellow pink warm cold sleepy curious gentle bright".split(),
-    place="park garden forest beach house school farm river hill town yard lake kitchen room "
-          "castle zoo meadow store café playground".split(),
-    thing="ball kite cake box tree toy car boat book hat flower rock stick apple cookie drum "
-          "balloon blanket shell crayon puzzle swing train doll".split(),
-    feel="happy sad scared excited proud angry surprised tired sorry glad".split(),
-    act="play run jump dance sing swim climb read paint build hide look explore share bake "
-        "draw fly laugh".split(),
-    weather="sunny rainy windy snowy cloudy".split(),
-    helper="mom dad grandma grandpa friend teacher neighbor sister brother".split())
-
+        log(f"download: {path} is there, skipped" if os.path.exists(path) else f"download: {args.url}/{name}")
+        try:
+            if not os.path.exists(path):
+                download(f"{args.url}/{name}", path, size)
+        except (OSError, ValueError, http.client.HTTPException) as e:    # offline, cut off, corrupt
+            sys.exit(f"error: could not download {args.url}/{name} ({getattr(e, 'reason', e)}). Put " + ", ".join(
+                f"{n} ({s:,} bytes)" for n, s in FILES.items()) + f" in {os.path.abspath(args.data_dir)} (or "
+                "pass --data-dir), or run offline with --synthetic (NOT TinyStories)")
+    return [os.path.join(args.data_dir, n) for n in FILES]
 
 def synthetic_story(rng):
-    w = lambda k: rng.choice(WORDS[k])
-    made_up = lambda: "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).title()
-    name = made_up() if rng.random() < 0.3 else rng.choice(NAMES)   # made-up: rare words
-    name, pet, place, thing, thing2 = name.title(), w("animal"), w("place"), w("thing"), w("thing")
-    s = [rng.choice([f"Once upon a time, there was a {w('adj')} {pet} named {name}.",
-                     f"Once upon a time, in a {w('adj')} {place}, there lived a little {pet} called {name}.",
-                     f"One {w('weather')} day, {name} the {pet} went to the {place}.",
-                     f"There once was a {w('adj')} girl named {name}. She had a {w('adj')} {pet}."])]
-    s.append(f"{name} loved to {w('act')} with a {w('adj')} {thing}.")
-    for _ in range(rng.randint(4, 12)):
-        s.append(rng.choice([
-            f"{name} met a {w('adj')} {w('animal')} named {made_up()}.",
-            f"One day, {name} saw a {w('adj')} {thing2} near the {w('place')}.",
-            f"\"Look at the {thing2}!\" said {name}. \"It is so {w('adj')}!\"",
-            f"{name} felt {w('feel')} and wanted to {w('act')}.",
-            f"The {w('animal')} said, \"Can I {w('act')} with you?\" {name} said, \"Yes, let’s {w('act')}!\"",
-            f"They went to the {w('place')} to {w('act')} and {w('act')}.",
-            f"But then the {thing} fell into the {w('place')}, and {name} was {w('feel')}.",
-            f"{name}’s {w('helper')} came to help. Together they found the {thing}.",
-            f"The sky was {w('weather')}, so they had a {w('adj')} picnic with a {w('thing')}.",
-            f"{name} gave the {thing2} to the {w('adj')} {w('animal')}, who was very {w('feel')}.",
-            f"\"Thank you,\" said the {w('animal')}. \"You are a good friend, {name}.\""]))
-    s.append(rng.choice([f"From that day on, {name} and the {pet} played every day.",
-                         f"{name} learned that sharing makes everyone {w('feel')}.",
-                         f"At the end of the day, {name} went home, {w('feel')} and {w('adj')}.",
-                         "They all lived happily ever after. The end."]))
-    return " ".join(s)
+    """A simple story: mixed case, dialogue, now and then a name of random syllables (a long tail
+    of rare words). Far simpler than TinyStories: its losses say nothing about the paper's."""
+    pick = lambda words: rng.choice(words.split())
+    name = pick("Lily Tom Ben Mia Max Sue Anna Sam Lucy Jack Emma Leo Zoe Tim Kate Noah Ella Finn")
+    name = "".join(pick("ba ko li mo nu ra si te vu zo") for _ in range(3)).title() if rng.random() < 0.3 else name
+    pet, thing = pick("cat dog bird frog fish bunny duck bear fox owl"), pick("ball kite cake box boat book hat")
+    adj = lambda: pick("big small red blue happy sad shiny old soft funny brave kind quiet sleepy")
+    feel = lambda: pick("happy sad scared excited proud tired glad surprised")
+    act = lambda: pick("play run jump dance sing swim climb read paint hide explore bake")
+    return " ".join([f"Once upon a time, there was a {adj()} {pet} named {name}."] + [rng.choice([
+        f"{name} loved to {act()} in the {pick('park garden forest beach café')} with a {adj()} {thing}.",
+        f"\"Can I {act()} with you?\" asked the {pet}. \"Yes!\" said {name}.",
+        f"{name} felt {feel()} and wanted to {act()}.",
+        f"But the {thing} fell into the {pick('river hole mud')}. {name} was {feel()}.",
+        f"{name}’s {pick('mom dad friend sister')} came to help. They found the {thing}.",
+        f"\"Thank you,\" said {name}. \"You are a good friend.\""]) for _ in range(rng.randint(3, 9))]
+        + [rng.choice([f"From that day on, {name} was {feel()}.", "They lived happily ever after."])])
 
-
-def write_synthetic(data_dir, n_train, seed=1234):
-    """Write synthetic-{train,valid}.txt (n_train and n_train // 10 stories) in TinyStories' file
-    format, once (a finished file is kept). Deterministic for a seed."""
+def write_synthetic(data_dir, n, seed=1234):
+    """synthetic-{train,valid}.txt: n and n // 10 stories in TinyStories' format, written once."""
     os.makedirs(data_dir, exist_ok=True)
-    paths = []
-    for name, n, sd in zip(FILES["synthetic"], (n_train, max(10, n_train // 10)), (seed, seed + 1)):
-        path = os.path.join(data_dir, name)
+    paths = [os.path.join(data_dir, f"synthetic-{s}.txt") for s in ("train", "valid")]
+    for i, (path, count) in enumerate(zip(paths, (n, max(10, n // 10)))):
         if not os.path.exists(path):
-            rng = random.Random(sd)
-            write(path, f"\n{EOT}\n".join(synthetic_story(rng) for _ in range(n)) + "\n")
-            log(f"wrote {path}: {n:,} synthetic stories (a stand-in, NOT TinyStories)")
-        paths.append(path)
+            rng = random.Random(seed + i)
+            write(path, f"\n{EOT}\n".join(synthetic_story(rng) for _ in range(count)) + "\n")
+        log(f"synthetic: {path}, {count:,} stories (a stand-in, NOT TinyStories)")
     return paths
 
-
-def read_stories(path, limit=0, stats=None):
-    """Yield the stories of a TinyStories file one by one (streamed: the train file is ~2 GB).
-    Malformed UTF-8 is replaced (U+FFFD) and counted, empty stories are dropped and counted."""
-    stats = Counter() if stats is None else stats
-    sep = EOT.encode()
-    rest = b""
+def read_stories(path, stats=None):
+    """Yield the stories one at a time (the train file is ~2 GB); count malformed UTF-8 and empty ones."""
+    stats, rest, sep = Counter() if stats is None else stats, b"", EOT.encode()
     with open(path, "rb") as f:
         while True:
             chunk = f.read(1 << 24)
-            pieces = (rest + chunk).split(sep)
-            rest = pieces.pop() if chunk else b""
+            *pieces, rest = (rest + chunk).split(sep) if chunk else [rest, b""]   # at the end: the last one
             for raw in pieces:
                 try:
                     text = raw.decode("utf-8").strip()
                 except UnicodeDecodeError:
-                    text = raw.decode("utf-8", errors="replace").strip()
                     stats["malformed_utf8"] += 1
-                if not text:
-                    stats["empty"] += 1
-                    continue
-                stats["stories"] += 1
-                yield text
-                if limit and stats["stories"] >= limit:
-                    return
+                    text = raw.decode("utf-8", errors="replace").strip()
+                stats["stories" if text else "empty"] += 1
+                if text:
+                    yield text
             if not chunk:
                 return
 
-
-# ------------------------------------------------------------------------------------------------
-# Stage 2: byte-level BPE, from scratch
-# ------------------------------------------------------------------------------------------------
-# Text is first pre-split into "words" (GPT-2's idea): letters with an optional leading space,
-# digits, punctuation runs, whitespace. Merges never cross a word boundary, so BPE only has to look
-# at each *distinct* word once, weighted by how often it occurs. Python's `re` has no \p{L}, so
-# letters are [^\W\d_] (word characters minus digits and underscore). The alternatives cover every
-# character (whitespace, \w = letters | digits | _, and the rest), so the pieces concatenate back to
-# the text and decode(encode(t)) == t exactly.
+# ---- Data stage 2: byte-level BPE, from scratch ------------------------------------------------------
+# Text is lowercased (as [BIL]'s tokenizer) and pre-split into "words" (GPT-2's idea): letters with an
+# optional leading space, digits, punctuation runs, whitespace (`re` has no \p{L}: letters are [^\W\d_]).
+# Merges never cross a word boundary, so BPE sees each distinct word once, weighted by its count. The
+# pieces cover every character: decode(encode(t)) == t. ids: 0..255 bytes, 256 <eot>, 257.. merges.
 PAT = re.compile(r"""'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|_+|\s+(?!\S)|\s+""")
 
-
-def merge(ids, pair, new):
-    """Replace every non-overlapping occurrence of `pair` in `ids`, left to right, by `new`."""
-    out, i, n = [], 0, len(ids)
-    while i < n:
-        if i + 1 < n and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+def merge(ids, pair, new):              # every non-overlapping `pair`, left to right, becomes `new`
+    out, i = [], 0
+    while i < len(ids):
+        hit = i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair
+        out.append(new if hit else ids[i])
+        i += 2 if hit else 1
     return out
 
-
-def train_bpe(texts, vocab_size, lowercase=True):
-    """Learn vocab_size - 257 merges. Ties in pair count go to the smallest (id, id) pair, so the
-    merges are a deterministic function of the text.
-
-    Cost: counting words is one regex pass. Each merge then only touches the words that contain the
-    merged pair (an index pair -> words), updating pair counts incrementally, and a heap with lazy
-    deletion finds the most frequent pair -- instead of recounting all pairs for every merge."""
-    words = Counter()
-    for t in texts:
-        words.update(PAT.findall(t.lower() if lowercase else t))
+def train_bpe(texts, vocab_size):
+    """Learn vocab_size - 257 merges, most frequent pair first (ties: the smallest pair). A merge only
+    touches the words that contain its pair and updates the pair counts; a heap finds the next one."""
+    words = Counter(w for t in texts for w in PAT.findall(t.lower()))
     seqs, freqs = [list(w.encode()) for w in words], list(words.values())
-    count, where = defaultdict(int), defaultdict(set)
-    for i, (s, f) in enumerate(zip(seqs, freqs)):
-        for pair in zip(s, s[1:]):
-            count[pair] += f
-            where[pair].add(i)
-    heap = [(-c, pair) for pair, c in count.items()]
+    count, where, merges, touched = defaultdict(int), defaultdict(set), [], set()
+
+    def update(i, sign):                # add (+1) or remove (-1) the pairs of word i
+        for q in zip(seqs[i], seqs[i][1:]):
+            count[q] += sign * freqs[i]
+            where[q].add(i)             # may go stale: merging a word without the pair is a no-op
+            touched.add(q)
+    for i in range(len(seqs)):
+        update(i, 1)
+    heap = [(-c, q) for q, c in count.items()]
     heapq.heapify(heap)
-    merges = []
     while len(merges) < vocab_size - 257 and heap:
         c, pair = heapq.heappop(heap)
-        if count.get(pair, 0) != -c or c == 0:
-            continue            # stale heap entry: this pair's count changed since it was pushed
-        new, touched = 257 + len(merges), set()
+        if count[pair] != -c or c == 0:
+            continue                    # a stale entry: the count changed since it was pushed
         merges.append(pair)
+        touched.clear()
         for i in where.pop(pair):
-            s, f = seqs[i], freqs[i]
-            for q in zip(s, s[1:]):
-                count[q] -= f
-                touched.add(q)
-            s = seqs[i] = merge(s, pair, new)
-            for q in zip(s, s[1:]):
-                count[q] += f
-                where[q].add(i)
-                touched.add(q)
-        del count[pair]
+            update(i, -1)
+            seqs[i] = merge(seqs[i], pair, 256 + len(merges))
+            update(i, 1)
         for q in touched:
-            if count.get(q, 0) > 0:
+            if count[q] > 0:
                 heapq.heappush(heap, (-count[q], q))
-    tok = Tokenizer(merges, lowercase)
-    tok.trained_on = dict(words=sum(freqs), distinct=len(freqs))
-    return tok
-
+    return Tokenizer(merges)
 
 class Tokenizer:
-    """ids 0..255 = bytes, 256 = <|endoftext|>, 257.. = merges in the order they were learned."""
-
-    def __init__(self, merges, lowercase=True):
-        self.merges, self.lowercase = [tuple(m) for m in merges], lowercase
+    def __init__(self, merges):
+        self.merges, self.cache = [tuple(m) for m in merges], {}
         self.rank = {pair: 257 + i for i, pair in enumerate(self.merges)}
         self.vocab = [bytes([i]) for i in range(256)] + [EOT.encode()]
         for a, b in self.merges:
             self.vocab.append(self.vocab[a] + self.vocab[b])
-        self.cache = {}
 
-    def encode_word(self, word):
-        # Apply the earliest-learned merge present, then repeat: the same order training used.
+    def encode_word(self, word):        # apply the earliest-learned merge present, as training did
         ids = list(word.encode())
-        while len(ids) > 1:
-            pair = min(zip(ids, ids[1:]), key=lambda q: self.rank.get(q, math.inf))
-            if pair not in self.rank:
-                break
+        while len(ids) > 1 and (pair := min(zip(ids, ids[1:]), key=lambda q: self.rank.get(q, math.inf))) in self.rank:
             ids = merge(ids, pair, self.rank[pair])
         return ids
 
-    def encode(self, text):
-        out = []
-        for w in PAT.findall(text.lower() if self.lowercase else text):
-            ids = self.cache.get(w)
-            if ids is None:
-                ids = self.cache[w] = self.encode_word(w)
-            out.extend(ids)
-        return out
+    def encode(self, text):             # a cache: most words recur
+        return [i for w in PAT.findall(text.lower()) for i in self.cache.get(w) or self.cache.setdefault(
+            w, self.encode_word(w))]
 
     def decode(self, ids):
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
 
-    def save(self, path):
-        with open(path + ".tmp", "w") as f:
-            json.dump({"vocab_size": len(self.vocab), "lowercase": self.lowercase,
-                       "pattern": PAT.pattern, "merges": self.merges}, f)
-        os.replace(path + ".tmp", path)
+def stage_tokenizer(train_txt, path, vocab):
+    if os.path.exists(path):
+        log(f"tokenizer: {path} is there, skipped")
+    else:
+        t0, texts, size = time.time(), [], 0
+        for s in read_stories(train_txt):
+            texts.append(s)
+            if (size := size + len(s.encode())) >= 10e6:    # the first 10 MB of stories
+                break
+        write(path, json.dumps({"pattern": PAT.pattern, "merges": train_bpe(texts, vocab).merges}))
+        log(f"tokenizer: {vocab} tokens from {size / 1e6:.1f} MB of stories in {time.time() - t0:.1f} s -> {path}")
+    with open(path) as f:
+        return Tokenizer(json.load(f)["merges"])
 
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            d = json.load(f)
-        return cls(d["merges"], d["lowercase"])
-
-
-# ------------------------------------------------------------------------------------------------
-# Stage 3: pretokenize once into uint16 memmaps; every story starts with <|endoftext|>
-# ------------------------------------------------------------------------------------------------
-def pretokenize(tok, src, dst, limit):
-    stats, n, t0 = Counter(), 0, time.time()
+# ---- Data stage 3: pretokenize once: <eot> story_1 <eot> story_2 ... <eot> story_n <eot>, uint16 -----
+def stage_pretokenize(tok, src, dst, limit):
+    if os.path.exists(dst):
+        return log(f"pretokenize: {dst} is there, skipped")
+    stats, buf, t0 = Counter(), [], time.time()
     with open(dst + ".tmp", "wb") as f:
-        buf = []
-        for story in tqdm(read_stories(src, limit, stats), total=limit or None, unit=" stories",
-                          desc=f"pretokenize {os.path.basename(src)}", disable=None, mininterval=2):
-            buf.append(EOT_ID)
-            buf.extend(tok.encode(story))
+        for story in tqdm(islice(read_stories(src, stats), limit or None), desc="pretokenize", disable=None):
+            buf += [EOT_ID] + tok.encode(story)
             if len(buf) > 1 << 20:
-                f.write(np.array(buf, dtype=np.uint16).tobytes())
-                n, buf = n + len(buf), []
-        f.write(np.array(buf, dtype=np.uint16).tobytes())
-        n += len(buf)
+                f.write(np.array(buf, np.uint16).tobytes())
+                buf = []
+        f.write(np.array(buf + [EOT_ID], np.uint16).tobytes())
+        n = f.tell() // 2
     os.replace(dst + ".tmp", dst)
-    log(f"{src}: {stats['stories']:,} stories -> {n:,} tokens in {dst} (dropped "
-        f"{stats['empty']} empty; {stats['malformed_utf8']} with malformed UTF-8, replaced) "
-        f"in {time.time() - t0:.1f} s")
+    log(f"pretokenize: {stats['stories']:,} stories -> {n:,} tokens in {dst} in {time.time() - t0:.1f} s "
+        f"(dropped {stats['empty']} empty; {stats['malformed_utf8']} with malformed UTF-8, replaced)")
 
+def prepare(args):                      # the three stages -> (tokenizer, train memmap, valid memmap)
+    key = os.path.join(args.data_dir, f"tok{args.vocab}")
+    bins = [f"{key}_{split}_{n or 'all'}.bin" for split, n in (("train", args.stories), ("valid", args.val_stories))]
+    train_txt, valid_txt = write_synthetic(args.data_dir, 30000) if args.synthetic else stage_download(args)
+    tok = stage_tokenizer(train_txt, key + ".json", args.vocab)
+    for src, dst, n in zip((train_txt, valid_txt), bins, (args.stories, args.val_stories)):
+        stage_pretokenize(tok, src, dst, n)
+    return tok, *bins
 
-def prepare(args):
-    """Stages 1-3, each skipped when its output exists. Returns (tokenizer, train path, val path)."""
-    # file names keyed by vocab size (and case, and the corpus unless it is TinyStories v1)
-    key = f"tok{args.vocab}" + ("_cased" if args.keep_case else "") + \
-        ("" if args.version == "v1" else f"_{args.version}")
-    tok_path = os.path.join(args.data_dir, f"{key}.json")
-    bins = [os.path.join(args.data_dir, f"{key}_{split}_{n or 'all'}.bin")
-            for split, n in (("train", args.max_stories), ("valid", args.val_stories))]
-    stale = lambda b: not os.path.exists(b) or os.path.getmtime(b) < os.path.getmtime(tok_path)
-    if not os.path.exists(tok_path) or any(map(stale, bins)):
-        train_txt, valid_txt = text_files(args)
-        if not os.path.exists(tok_path):
-            t0, texts, size = time.time(), [], 0
-            for s in read_stories(train_txt):
-                texts.append(s)
-                size += len(s.encode())
-                if size >= args.tok_mb * 1e6:
-                    break
-            tok = train_bpe(texts, args.vocab, lowercase=not args.keep_case)
-            tok.save(tok_path)
-            log(f"tokenizer: {len(tok.vocab)} tokens learned from {size / 1e6:.1f} MB "
-                f"({len(texts):,} stories, {tok.trained_on['words']:,} words, "
-                f"{tok.trained_on['distinct']:,} distinct) in {time.time() - t0:.1f} s -> {tok_path}")
-        tok = Tokenizer.load(tok_path)
-        for src, dst, n in zip((train_txt, valid_txt), bins, (args.max_stories, args.val_stories)):
-            if stale(dst):
-                pretokenize(tok, src, dst, n)
-    return Tokenizer.load(tok_path), bins[0], bins[1]
+# ---- The model: pre-norm decoder-only transformer, RoPE attention, GLU MLP with a registry gate ------
+# Rotary positions: split a head vector (Q dims) into pairs (x_i, x_{i+Q/2}), i < Q/2, and rotate pair
+# i at position t by the angle t*theta_i, theta_i = 10000^(-2i/Q). With R(a) the rotation by a,
+# <R(t theta) q, R(s theta) k> = <q, R((s - t) theta) k>: the score of query t and key s depends on
+# the positions only through s - t, and no position vector enters the residual stream.
+def rope(x, cos, sin):                  # x (..., T, Q): pair (a, b) -> (a cos - b sin, b cos + a sin)
+    a, b = x.chunk(2, -1)
+    return x * cos + torch.cat([-b, a], -1) * sin
 
-
-# ------------------------------------------------------------------------------------------------
-# The model: pre-norm decoder-only transformer whose MLP is a GLU with a registry gate
-# ------------------------------------------------------------------------------------------------
-class Attention(nn.Module):
-    def __init__(self, d, heads):
-        super().__init__()
-        self.heads, self.qkv, self.proj = heads, nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)   # softmax(qk^T/sqrt(dh) + mask) v
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class GLU(nn.Module):
-    """out(act(W_g x) * (W_v x)), no biases (as in [SQS]). With act = identity this is the bilinear
-    layer of [BIL]; activations.glu runs sqs/gensilu as a fused Triton kernel on CUDA."""
-
-    def __init__(self, d, hidden, act):
-        super().__init__()
-        self.act = act
-        self.gate, self.value = nn.Linear(d, hidden, bias=False), nn.Linear(d, hidden, bias=False)
-        self.out = nn.Linear(hidden, d, bias=False)
-
-    def forward(self, x):
-        return self.out(activations.glu(self.gate(x), self.value(x), self.act))
-
+rms_norm = lambda x: F.rms_norm(x, x.shape[-1:], eps=1e-8)   # x / sqrt(mean(x^2) + eps), no gain, as [BIL]
 
 class Block(nn.Module):
-    def __init__(self, d, heads, hidden, act, norm):
+    """x + scale * attention(norm x), then x + GLU(norm x), GLU = p(act(W_g x) * (W_v x)) with W_g, W_v
+    the halves of one Linear(d, 2 hidden) as in [BIL]; act = identity is the bilinear layer."""
+
+    def __init__(self, d, heads, hidden, act, scale):
         super().__init__()
-        Norm = nn.RMSNorm if norm == "rmsnorm" else nn.LayerNorm
-        self.n1, self.attn, self.n2, self.mlp = Norm(d), Attention(d, heads), Norm(d), GLU(d, hidden, act)
+        self.heads, self.act, self.scale = heads, act, scale
+        self.qkv, self.o = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+        self.w, self.p = nn.Linear(d, 2 * hidden, bias=False), nn.Linear(hidden, d, bias=False)
 
-    def forward(self, x):
-        x = x + self.attn(self.n1(x))
-        return x + self.mlp(self.n2(x))
-
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(rms_norm(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = rope(q, cos[:T], sin[:T]), rope(k, cos[:T], sin[:T])          # each (B, H, T, Q)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)         # softmax(q k^T/sqrt(Q) + mask) v
+        x = x + self.scale * self.o(y.transpose(1, 2).reshape(B, T, C))     # (B, T, C)
+        gate, value = self.w(rms_norm(x)).chunk(2, -1)                     # (B, T, hidden) each
+        return x + self.p(activations.glu(gate, value, self.act))
 
 class TinyLM(nn.Module):
-    def __init__(self, vocab, ctx, d, layers, heads, hidden, act, norm="rmsnorm", tie=True):
+    def __init__(self, vocab, ctx, d, layers, heads, hidden, act):
         super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(ctx, d)   # learned positions
-        self.blocks = nn.ModuleList(Block(d, heads, hidden, act, norm) for _ in range(layers))
-        self.norm = nn.RMSNorm(d) if norm == "rmsnorm" else nn.LayerNorm(d)
-        self.head = nn.Linear(d, vocab, bias=False)
-        if tie:
-            self.head.weight = self.tok.weight
-        for name, p in self.named_parameters():   # GPT-2 init; residual outputs shrunk by sqrt(2L)
-            if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
-                nn.init.normal_(p, 0.0, std)
+        self.emb, self.head = nn.Embedding(vocab, d), nn.Linear(d, vocab, bias=False)   # untied
+        self.blocks = nn.ModuleList(Block(d, heads, hidden, act, 1 / math.sqrt(2 * layers)) for _ in range(layers))
+        Q = d // heads
+        ang = torch.outer(torch.arange(ctx).float(), 10000.0 ** (-torch.arange(0, Q, 2).float() / Q))
+        self.register_buffer("cos", ang.repeat(1, 2).cos(), persistent=False)   # (T, Q): t theta_i, twice
+        self.register_buffer("sin", ang.repeat(1, 2).sin(), persistent=False)
 
-    def forward(self, idx):
-        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
-        for b in self.blocks:
-            x = b(x)
-        return self.head(self.norm(x))
+    def forward(self, idx):                                             # (B, T) -> (B, T, vocab)
+        x = self.emb(idx)
+        for block in self.blocks:
+            x = block(x, self.cos, self.sin)
+        return self.head(rms_norm(x))
 
+def build(args, act, vocab):
+    return TinyLM(vocab, args.ctx, args.d_model, args.layers, args.heads, args.hidden, act)
 
-# ------------------------------------------------------------------------------------------------
-# Batches, evaluation, sampling
-# ------------------------------------------------------------------------------------------------
-def get_batch(data, step, seed, batch, ctx, rank=0, world=1):
-    """Random windows of the token stream. The *global* batch depends only on (seed, step), so a
-    resumed run sees the same batches, every gate sees the same text, and DDP rank r takes rows
-    r*B/W .. (r+1)*B/W of exactly the batch a single process would use."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    starts = torch.randint(len(data) - ctx - 1, (batch,), generator=g)
-    per = batch // world
-    starts = starts[rank * per:(rank + 1) * per].tolist()
-    x = torch.from_numpy(np.stack([data[s:s + ctx] for s in starts]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[s + 1:s + 1 + ctx] for s in starts]).astype(np.int64))
-    return x, y
+# ---- Training: one story per row, a fresh shuffle per epoch, warm-up + cosine, checkpoints, DDP -----
+def story_bounds(data):                 # (start, end) of each "<eot> story <eot>"; neighbours share an <eot>
+    eot = np.flatnonzero(np.asarray(data) == EOT_ID)
+    return np.stack([eot[:-1], eot[1:] + 1], 1)
 
+def make_batch(data, bounds, rows, ctx):
+    """x, y (len(rows), ctx): stories cut to ctx + 1 tokens, y = x shifted by one, padding IGNORE in y."""
+    x, y = np.full((len(rows), ctx), EOT_ID, np.int64), np.full((len(rows), ctx), IGNORE, np.int64)
+    for j, (s, e) in enumerate(bounds[rows]):
+        seq = data[s:min(e, s + ctx + 1)]
+        x[j, :len(seq) - 1], y[j, :len(seq) - 1] = seq[:-1], seq[1:]
+    return torch.from_numpy(x), torch.from_numpy(y)
 
-def autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
+@lru_cache(maxsize=2)                   # a fresh shuffle of the n stories per epoch, from (seed, epoch) only
+def epoch_order(n, seed, epoch):
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).numpy()
 
+def lr_at(step, lr, warmup, steps):     # linear warm-up to lr, then cosine annealing to 0 at `steps`
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
-@torch.no_grad()
-def evaluate(model, val, ctx, windows, batch, device, rank=0, world=1):
-    """Mean next-token loss over fixed windows evenly spread over the validation tokens (the same
-    windows for every gate and every checkpoint); perplexity = exp(loss)."""
-    n = (len(val) - 1) // ctx
-    starts = np.linspace(0, len(val) - ctx - 1, windows if windows and windows < n else n).astype(np.int64)
-    starts = starts[rank::world]
-    total = torch.zeros(2, dtype=torch.float64, device=device)
-    model.eval()
-    for i in range(0, len(starts), batch):
-        s = starts[i:i + batch]
-        x = torch.from_numpy(np.stack([val[a:a + ctx] for a in s]).astype(np.int64)).to(device)
-        y = torch.from_numpy(np.stack([val[a + 1:a + 1 + ctx] for a in s]).astype(np.int64)).to(device)
-        with autocast(device):
-            logits = model(x)
-        total[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").double()
-        total[1] += y.numel()
-    model.train()
-    if world > 1:
-        dist.all_reduce(total)
-    return (total[0] / total[1]).item()
+def flops_per_token(model, args):
+    """nanoGPT's estimate: 6 N for forward + backward through the N weights that multiply (the
+    embedding is a lookup, left out) + 12 L d T for q k^T and (weights) v over T positions."""
+    n = sum(p.numel() for p in model.parameters()) - model.emb.weight.numel()
+    return 6 * n + 12 * args.layers * args.d_model * args.ctx
 
+def gemm_rate(device):                  # FLOP/s of one large torch.mm in training's dtype, best of 3
+    n, dt = (8192, torch.bfloat16) if device.startswith("cuda") else (1024, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dt)
+    return 2 * n ** 3 / min(timeit.repeat(lambda: (a @ a)[0, 0].item(), number=1, repeat=3))   # .item(): wait
 
-@torch.no_grad()
-def sample(model, tok, prompt, n, temperature, top_k, seed, ctx, device):
-    """Continue <|endoftext|> + prompt token by token; same seed -> same text."""
-    g = torch.Generator().manual_seed(seed)
-    ids = [EOT_ID] + tok.encode(prompt)
-    model.eval()
-    for _ in range(n):
-        logits = model(torch.tensor([ids[-ctx:]], device=device))[0, -1].float().cpu()
-        if temperature <= 0:
-            nxt = int(logits.argmax())
-        else:
-            logits = logits / temperature
-            if top_k:
-                kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-                logits[logits < kth] = -math.inf
-            nxt = int(torch.multinomial(F.softmax(logits, -1), 1, generator=g))
-        if nxt == EOT_ID:   # the model ended the story
-            break
-        ids.append(nxt)
-    model.train()
-    return tok.decode(ids[1:])
+autocast = lambda device: torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
 
-
-# ------------------------------------------------------------------------------------------------
-# Training one model (one gate, one seed), with checkpoints and DDP
-# ------------------------------------------------------------------------------------------------
-def lr_at(step, args, steps):
-    """Linear warm-up, then cosine annealing from lr to 0 over the remaining steps."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    t = (step - args.warmup) / max(1, steps - args.warmup)
-    return args.lr * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def slug(act):
-    return re.sub(r"[^A-Za-z0-9.]+", "_", act.spec)
-
-
-def build(args, act, vocab, device):
-    return TinyLM(vocab, args.ctx, args.d_model, args.layers, args.heads, args.hidden, act,
-                  args.norm, not args.no_tie).to(device)
-
-
-def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
-    torch.manual_seed(seed)    # same init for every gate (all gates have the same shapes)
-    model = build(args, act, vocab, device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]     # matrices and embeddings
-    rest = [p for p in model.parameters() if p.dim() < 2]       # norm gains
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
-                             {"params": rest, "weight_decay": 0.0}], lr=args.lr)
-    ckpt = os.path.join(args.out, f"ckpt_{slug(act)}_s{seed}.pt")
-    state = dict(step=0, train_loss=[], val={}, seconds=0.0, tokens=0, diverged=False)
-    # everything that shapes the loss trajectory; a resumed run must agree on all of it
-    config = dict(vocab=vocab, steps=steps, train_tokens=len(train), val_tokens=len(val),
-                  **{k: getattr(args, k) for k in ("layers", "d_model", "hidden", "heads", "ctx",
-                     "norm", "no_tie", "batch", "lr", "wd", "warmup", "clip", "eval_windows")})
+def train_one(args, act, seed, vocab, data, val, steps, device, rank, world):
+    torch.manual_seed(seed)             # the same initial weights for every gate
+    model = build(args, act, vocab).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.wd)
+    ckpt = os.path.join(args.out, f"ckpt_{re.sub(r'[^A-Za-z0-9.]+', '_', act.spec)}_s{seed}.pt")
+    state = dict(step=0, train_loss=[], val={}, seconds=0.0, tokens=0)
+    config = dict(vocab=vocab, steps=steps, stories=len(data[1]), val_stories=len(val[1]), **{
+        k: getattr(args, k) for k in ("layers", "d_model", "hidden", "heads", "ctx", "batch", "lr", "wd", "warmup")})
     if args.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location=device, weights_only=True)
-        old = json.loads(c.get("config", "{}"))
-        diff = [f"{k} {old.get(k)} -> {v}" for k, v in config.items() if old.get(k) != v]
-        if diff:
+        if diff := [f"{k} {v} -> {config[k]}" for k, v in json.loads(c["config"]).items() if config[k] != v]:
             sys.exit(f"error: --resume: {ckpt} was made with other settings ({', '.join(diff)}); "
                      "repeat the original flags or use a new --out")
         model.load_state_dict(c["model"])
         opt.load_state_dict(c["opt"])
         state = json.loads(c["state"])
         log(f"[{act.spec} seed {seed}] resumed at step {state['step']}/{steps}")
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    marks = {max(1, round(f * steps)): f for f in MARKS}
-
-    def save():
-        if rank == 0:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                        "state": json.dumps(state), "config": json.dumps(config)}, ckpt + ".tmp")
-            os.replace(ckpt + ".tmp", ckpt)
-
-    t0 = time.time()
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    marks, per, t0 = {max(1, round(f * steps)): f for f in MARKS}, args.batch // world, time.time()
     for step in range(state["step"], steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args, steps)
-        x, y = get_batch(train, step, seed, args.batch, args.ctx, rank, world)
-        x, y = x.to(device), y.to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.lr, args.warmup, steps)
+        # the global batch depends on (seed, step) only: a resumed run, every gate and every DDP layout
+        # see the same stories; each epoch drops its last partial batch; rank r takes its slice
+        epoch, i = divmod(step, len(data[1]) // args.batch)
+        rows = epoch_order(len(data[1]), seed, epoch)[i * args.batch:(i + 1) * args.batch]
+        x, y = make_batch(*data, rows[rank * per:(rank + 1) * per], args.ctx)
+        n_real = np.minimum(np.diff(data[1][rows], axis=1)[:, 0] - 1, args.ctx).sum()   # global batch
         with autocast(device):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            logits = net(x.to(device))
+        # the mean over the real targets of the global batch; DDP averages gradients over the ranks,
+        # hence the factor world: the gradients equal those of one process on the whole batch
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(),
+                               ignore_index=IGNORE, reduction="sum") * world / n_real
         opt.zero_grad(set_to_none=True)
-        loss.backward()                 # under DDP: gradients averaged over ranks here
-        if args.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        loss = loss.detach()
-        if world > 1:                   # log the global-batch loss, identical on every rank
+        loss = loss.detach() / world
+        if world > 1:
             dist.all_reduce(loss)
-            loss = loss / world
         state["train_loss"].append(loss.item())
-        state["step"] = step + 1
-        state["tokens"] += args.batch * args.ctx
-        if not math.isfinite(state["train_loss"][-1]):
-            state["diverged"] = True
-            log(f"[{act.spec} seed {seed}] diverged at step {step + 1} (loss not finite)")
+        state["step"], state["tokens"] = step + 1, state["tokens"] + args.batch * args.ctx
+        if not math.isfinite(loss.item()):
+            log(f"[{act.spec} seed {seed}] diverged at step {step + 1}")
+            state["val"] = {str(m): state["val"].get(str(m), math.nan) for m in MARKS}
             break
-        if step + 1 in marks:
+        if step + 1 in marks or (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
             state["seconds"] += time.time() - t0
-            v = evaluate(model, val, args.ctx, args.eval_windows, args.batch, device, rank, world)
-            state["val"][str(marks[step + 1])] = v
-            log(f"[{act.spec} seed {seed}] step {step + 1:6d}/{steps} ({marks[step + 1]:.0%})  "
-                f"train {state['train_loss'][-1]:.4f}  val {v:.4f}  ppl {math.exp(v):8.3f}  "
-                f"{state['tokens'] / max(state['seconds'], 1e-9):,.0f} tok/s")
+            if step + 1 in marks:
+                v = state["val"][str(marks[step + 1])] = evaluate(model, val, args, device, rank, world)
+                log(f"[{act.spec} seed {seed}] step {step + 1}/{steps}  train {loss.item():.4f}  val {v:.4f}"
+                    f"  ppl {math.exp(v):.3f}  {state['tokens'] / state['seconds']:,.0f} tok/s")
+            if rank == 0:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                            "state": json.dumps(state), "config": json.dumps(config)}, ckpt + ".tmp")
+                os.replace(ckpt + ".tmp", ckpt)
             t0 = time.time()
-        if step + 1 == args.stop_at or (args.ckpt_every and (step + 1) % args.ckpt_every == 0) \
-                or step + 1 == steps:
-            state["seconds"] += time.time() - t0
-            save()
-            t0 = time.time()
-        if step + 1 == args.stop_at:
-            log(f"[{act.spec} seed {seed}] stopped at step {step + 1} (--stop-at); --resume continues")
-            break
-    state["seconds"] += time.time() - t0
-    if state["diverged"]:
-        save()
     return model, state
 
+# ---- Evaluation and samples --------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model, val, args, device, rank=0, world=1):
+    """Mean loss over every real target of the validation stories; perplexity = exp(loss)."""
+    model.eval()
+    total, rows = torch.zeros(2, dtype=torch.float64, device=device), np.arange(len(val[1]))[rank::world]
+    for i in range(0, len(rows), args.batch):
+        x, y = make_batch(*val, rows[i:i + args.batch], args.ctx)
+        with autocast(device):
+            logits = model(x.to(device))
+        total += torch.stack([F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(),
+                                              ignore_index=IGNORE, reduction="sum"), (y != IGNORE).sum()])
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1]).item()
 
-# ------------------------------------------------------------------------------------------------
-# Table, samples, figure
-# ------------------------------------------------------------------------------------------------
-def fmt(v, digits=4):
-    """'-' = not evaluated (fewer steps than marks), 'diverged' = NaN/inf."""
-    return "-" if v is None else ("diverged" if not math.isfinite(v) else f"{v:.{digits}f}")
+@torch.no_grad()
+def sample(model, tok, prompt, n, seed, ctx, device, temperature=0.8, top_k=40):
+    """Continue '<eot> prompt' token by token (temperature, top-k); the same seed, the same text."""
+    g, ids = torch.Generator().manual_seed(seed), [EOT_ID] + tok.encode(prompt)
+    model.eval()
+    for _ in range(n):
+        logits = model(torch.tensor([ids[-ctx:]], device=device))[0, -1].float().cpu() / temperature
+        logits[logits < torch.topk(logits, min(top_k, len(logits))).values[-1]] = -math.inf
+        if (nxt := int(torch.multinomial(F.softmax(logits, -1), 1, generator=g))) == EOT_ID:
+            break                       # the model ended the story
+        ids.append(nxt)
+    model.train()
+    return tok.decode(ids[1:])
 
-
-def table(results, args, data_note):
-    head = ("| Activation | " + " | ".join(f"{int(m * 100)}% loss | {int(m * 100)}% ppl" for m in MARKS)
-            + " | tok/s |\n|---" + "|---:" * (2 * len(MARKS) + 1) + "|\n")
-    rows = []
+# ---- Compare with the paper --------------------------------------------------------------------------
+def report(results, note, synthetic):
+    cell = lambda v: "-" if v is None else f"{v:.4f} | {math.exp(v):.3f}" if math.isfinite(v) else "diverged | -"
+    rows = ["| gate | " + " | ".join(f"{int(m * 100)}% loss | ppl" for m in MARKS) + " | tok/s | MFU |",
+            "|---" + "|---:" * (2 * len(MARKS) + 2) + "|"]
     for spec, r in results.items():
-        cells = []
-        for m in MARKS:
-            v = r["val"].get(str(m))
-            cells += [fmt(v), fmt(math.exp(v), 3) if v is not None and math.isfinite(v) else "-"]
-        label = f"{PAPER[r['name']][0]} = {spec}" if r["name"] in PAPER else spec
-        rows.append(f"| {label} (this run) | " + " | ".join(cells) + f" | {r['tok_s']:,.0f} |")
+        label = PAPER.get(r["name"], (spec,))[0]
+        rows.append(f"| {label} = {spec} (this run) | " + " | ".join(cell(r["val"].get(str(m))) for m in MARKS)
+                    + f" | {r['tok_s']:,.0f} | {r['mfu']:.1%} |")
         if r["name"] in PAPER:
-            label, nums = PAPER[r["name"]]
-            rows.append(f"| {label} (paper) | " + " | ".join(f"{a:.4f} | {b:.4f}" for a, b in nums)
-                        + " | - |")
-    done = {s: r["val"]["1.0"] for s, r in results.items() if "1.0" in r["val"] and math.isfinite(r["val"]["1.0"])}
-    ours = " < ".join(sorted(done, key=done.get))
-    paper = " < ".join(PAPER[n][0] for n in sorted(PAPER, key=lambda n: PAPER[n][1][3][0]))
-    warn = ("**SYNTHETIC STAND-IN CORPUS (--synthetic), NOT TinyStories: the 'this run' rows "
-            "cannot be compared with the paper rows at all; they only show that the pipeline "
-            "works and how fast.**\n" if args.version == "synthetic" else "")
-    return (warn + f"Validation loss / perplexity at 25/50/75/100 % of training ({data_note}).\n"
-            "Paper rows: Table 1 of arXiv:2509.01874 (full TinyStories, their tokenizer and split, "
-            "batch 512, 3 epochs) -- NOT directly comparable: a different tokenizer changes what a "
-            "token is (loss per token), the validation text differs, and this run's scale differs; "
-            "our perplexity is exp(loss), the paper's is 12-14 % above exp(its loss).\n\n"
-            + head + "\n".join(rows) + "\n\n"
-            f"Final val loss, lowest first -- this run: {ours or '(none finished)'}; paper: {paper}\n")
+            rows.append(f"| {label} (paper) | " + " | ".join(f"{a:.4f} | {b:.4f}" for a, b in PAPER[r["name"]][1])
+                        + " | - | - |")
+    ours = {s: r["val"]["1.0"] for s, r in results.items() if math.isfinite(r["val"].get("1.0", math.nan))}
+    paper = {v[0]: v[1][3][0] for n, v in PAPER.items() if any(r["name"] == n for r in results.values())}
+    order = lambda d: " < ".join(sorted(d, key=d.get)) + f" (spread {np.ptp(list(d.values())):.4f})" if d else "-"
+    return ("**SYNTHETIC STAND-IN CORPUS (--synthetic), NOT TinyStories: the 'this run' rows cannot be compared "
+            "with the paper's; they show that the pipeline works and how fast.**\n\n" if synthetic else "") + \
+        (f"Validation loss / perplexity at 25/50/75/100 % of training. {note}\nPaper: Table 1 of arXiv:2509.01874 "
+         "(all of TinyStories, its own tokenizer, batch 512, 3 epochs). Losses per token are NOT comparable across "
+         "tokenizers; our ppl = exp(loss), the paper's is 12-14 % above exp(its loss). tok/s counts every position "
+         "(padding too); MFU = FLOP/token x tok/s / GEMM rate.\n\n" + "\n".join(rows) +
+         f"\n\nfinal loss, lowest first: this run {order(ours)}; paper {order(paper)}\n\n" + "".join(
+             f"### Sample, {s} (temperature 0.8, top-k 40, seed 0)\n\n{r['sample']}\n\n" for s, r in results.items()))
 
-
-def figure(results, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for spec, r in results.items():
-        tl = np.array(r["train_loss"])
-        k = max(1, len(tl) // 50)
-        sm = np.convolve(tl, np.ones(k) / k, mode="valid")
-        line, = ax.plot(np.arange(len(sm)) + k, sm, lw=1, label=f"{spec} train")
-        xs = [round(float(m) * r["steps"]) for m in r["val"]]
-        ax.plot(xs, list(r["val"].values()), "o--", color=line.get_color(), ms=4)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token); dots = validation")
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
-    plt.close(fig)
-
-
-def write(path, text):
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
+def setup(args):
+    """-> (rank, world, device); under torchrun one process per device (nccl on GPUs, gloo on CPU)."""
+    rank, world, there = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), \
+        {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    device = next(d for d in ("cuda", "mps", "cpu") if there[d]) if args.device == "auto" else args.device
+    if not there[device] or args.batch % world:
+        sys.exit(f"error: --device {device} is not available here" if not there[device] else
+                 f"error: --batch {args.batch} is not divisible by {world} processes")
+    if world > 1:
+        if device == "cuda":
+            torch.cuda.set_device(device := f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as e:
+        sys.exit(f"error: --out {args.out} is not writable: {e}")
+    return rank, world, device
 
 def main(argv=None):
     args = get_args(argv)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = pick_device(args.device)
-    if world > 1:
-        if args.batch % world:
-            sys.exit(f"error: --batch {args.batch} is not divisible by {world} ranks")
-        if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-            torch.cuda.set_device(device)
-        import datetime
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
-                                timeout=datetime.timedelta(hours=3))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        os.makedirs(args.out, exist_ok=True)
-        probe = os.path.join(args.out, f".writable.{os.getpid()}")   # one per DDP rank
-        write(probe, "")
-        os.remove(probe)
-    except OSError as e:
-        sys.exit(f"error: output directory {args.out} is not writable: {e}")
-
-    # ---- data (rank 0 prepares, the others wait) ----
+    rank, world, device = setup(args)
     t_start = time.time()
-    if rank == 0:
-        tok, train_bin, val_bin = prepare(args)
+    tok, *bins = prepare(args) if rank == 0 else (None, None, None)   # rank 0 prepares, the others wait
     if world > 1:
         dist.barrier()
-        if rank:
-            tok, train_bin, val_bin = prepare(args)   # now only loads
+        tok, *bins = prepare(args) if rank else (tok, *bins)
     if args.prepare_only:
         return
-    train, val = np.memmap(train_bin, np.uint16, mode="r"), np.memmap(val_bin, np.uint16, mode="r")
-    for name, d in ((train_bin, train), (val_bin, val)):
-        if len(d) < args.ctx + 2:
-            sys.exit(f"error: {name} has only {len(d)} tokens, fewer than --ctx {args.ctx} + 2")
-    vocab = len(tok.vocab)
-    steps = args.steps if args.epochs is None else max(1, math.ceil(args.epochs * len(train) / (args.batch * args.ctx)))
-    n_params = sum(p.numel() for p in build(args, args.act_list[0], vocab, "cpu").parameters())
-    data_note = (f"{train_bin}: {len(train):,} train tokens, {len(val):,} val tokens, "
-                 f"vocab {vocab}; {args.layers} layers, d {args.d_model}, GLU hidden {args.hidden}, "
-                 f"ctx {args.ctx}, batch {args.batch}, {steps} steps "
-                 f"({steps * args.batch * args.ctx / len(train):.2f} epochs), {n_params:,} params, "
-                 f"{world} process(es) on {device}")
-    log(data_note)
-    t_data = time.time() - t_start
-
-    results = {}
+    data, val = [(d, story_bounds(d)) for d in (np.memmap(b, np.uint16, mode="r") for b in bins)]
+    if len(data[1]) < args.batch or not len(val[1]):
+        sys.exit(f"error: {len(data[1])} training stories, fewer than --batch {args.batch} (or no validation story)")
+    steps = args.steps if args.epochs is None else max(1, math.ceil(args.epochs * (len(data[1]) // args.batch)))
+    fpt, rate = flops_per_token(probe := build(args, args.act_list[0], len(tok.vocab)), args), gemm_rate(device)
+    log(note := f"{'SYNTHETIC stand-in (NOT TinyStories)' if args.synthetic else 'TinyStories'}: {len(data[1]):,} "
+        f"train stories ({len(data[0]):,} tokens), {len(val[1]):,} validation stories, vocab {len(tok.vocab)}; "
+        f"{args.layers} layers, d {args.d_model}, hidden {args.hidden}, ctx {args.ctx}, batch {args.batch}, {steps} "
+        f"steps ({steps / (len(data[1]) // args.batch):.2f} epochs), {sum(map(torch.numel, probe.parameters())):,} "
+        f"params, {fpt / 1e6:.1f} MFLOP/token; {world} process(es) on {device}, GEMM {rate / 1e9:,.0f} GFLOP/s each")
+    results, t_data = {}, time.time() - t_start
     for act in args.act_list:
-        runs = []
-        for seed in range(args.seeds):
-            model, st = train_one(args, act, seed, vocab, train, val, steps, device, rank, world)
-            runs.append(st)
-        if any(st["step"] < steps and not st["diverged"] for st in runs):
-            continue                            # interrupted with --stop-at
-        val_mean = {}                           # mean over seeds; NaN marks a diverged seed
-        for m in MARKS:
-            vs = [st["val"].get(str(m)) for st in runs]
-            if all(v is not None for v in vs) or any(st["diverged"] for st in runs):
-                val_mean[str(m)] = float(np.mean([math.nan if v is None else v for v in vs]))
-        text = "" if runs[-1]["diverged"] or rank else sample(
-            model, tok, args.prompt, args.sample_tokens, args.temperature, args.top_k,
-            args.sample_seed, args.ctx, device)
-        results[act.spec] = dict(name=act.name, val=val_mean, steps=steps, sample=text,
-                                 tok_s=float(np.mean([st["tokens"] / max(st["seconds"], 1e-9) for st in runs])),
-                                 train_loss=runs[0]["train_loss"], runs=runs)
-    wall = dict(data=t_data, train=time.time() - t_start - t_data)   # train includes evals, samples
+        model, st = train_one(args, act, args.seed, len(tok.vocab), data, val, steps, device, rank, world)
+        tok_s = st["tokens"] / max(st["seconds"], 1e-9)
+        results[act.spec] = dict(name=act.name, steps=steps, tok_s=tok_s, mfu=fpt * tok_s / (rate * world), **st,
+                                 sample=sample(model, tok, "once upon a time", 200, 0, args.ctx, device)
+                                 if math.isfinite(st["train_loss"][-1]) else "(diverged)")
     if world > 1:
-        dist.barrier()
         dist.destroy_process_group()
-    if rank or not results:
-        return
-    out = args.out
-    write(os.path.join(out, "results.json"), json.dumps(dict(config={k: v for k, v in vars(args).items()
-                                                                    if k != "act_list"},
-                                                            steps=steps, world=world, wall_seconds=wall,
-                                                            results=results), indent=1))
-    tab = table(results, args, data_note)
-    write(os.path.join(out, "table.md"), tab)
-    samples = ("**SYNTHETIC stand-in corpus, NOT TinyStories**\n\n" if args.version == "synthetic"
-               else "") + "".join(f"### {s}\n(prompt {args.prompt!r}, temperature {args.temperature}, top-k "
-                      f"{args.top_k}, seed {args.sample_seed})\n\n{r['sample'] or '(diverged)'}\n\n"
-                      for s, r in results.items())
-    write(os.path.join(out, "samples.md"), samples)
-    figure(results, os.path.join(out, "loss.png"),
-           ("SYNTHETIC stand-in corpus, NOT TinyStories" if args.version == "synthetic" else
-            f"TinyStories {args.version}") + f": {args.layers} layers, d {args.d_model}, {steps} steps")
-    print("\n" + tab + "\n" + samples + f"wrote {out}/table.md, samples.md, loss.png, results.json\n"
-          f"wall time: data stages {wall['data']:.0f} s, training + evaluation + sampling of "
-          f"{len(results)} gate(s) x {args.seeds} seed(s) {wall['train']:.0f} s")
-
+    if rank == 0:
+        text = report(results, note, args.synthetic)
+        write(os.path.join(args.out, "report.md"), text)
+        write(os.path.join(args.out, "results.json"), json.dumps(dict(world=world, steps=steps, results=results)))
+        print(f"\n{text}wrote {args.out}/report.md, results.json\nwall time: data stages {t_data:.0f} s,"
+              f" training + evaluation + samples {time.time() - t_start - t_data:.0f} s")
 
 if __name__ == "__main__":
     main()
