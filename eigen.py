@@ -5,20 +5,19 @@ bilinear layer and of an SQS-GLU, and how alike the two are, measured against se
 Sources: [SQS] arXiv:2509.01874, section 4.1, Figure 2, Appendix B.0.1 (spectra), B.0.2 (explanations);
          [BIL] Pearce, Dooms, Rigg, Oramas, Sharkey, arXiv:2410.08417 (model, recipe, decomposition).
 
-The model of [SQS] 4.1, trained in-process with train_mnist.py's loader, Net and train() (its defaults:
-[BIL]'s pipeline, noise std 1 on half the training images, AdamW 1e-3, wd 0.1, cosine per epoch):
-    h = W_e x                  x = pixels/255 (784), W_e: d x 784, d = 128
-    z = act(W_g h) * (W_v h)   one GLU, W_g, W_v: d x d, act = identity (bilinear) or sqs
-    logits = W_u z             head, 10 x d; no output projection, biases or residual; batch 2048, 20 epochs
-[SQS] reports SQS and bilinear eigenvectors with |cos| "never below .5 and .95 for the most important".
-train_mnist gives all gates of one seed the same initial weights, so part of that may be inherited: we
-train both gates with two seeds and compare bilinear vs SQS (shared init), bilinear vs SQS (independent
-inits) and bilinear vs bilinear (independent inits: how alike two runs of the SAME model are).
+The model of [SQS] 4.1, trained in-process by train_mnist.py (its defaults: [BIL]'s pipeline, noise std 1
+on half the training images, AdamW 1e-3, wd 0.1, cosine per epoch; here batch 2048, 20 epochs, d = 128):
+    h = W_e x,  z = act(W_g h) * (W_v h),  logits = W_u z      x = pixels/255, act = identity or sqs,
+    W_e: d x 784, W_g, W_v: d x d, W_u: 10 x d; no output projection, biases or residual.
+[SQS] finds SQS and bilinear eigenvectors with |cos| "never below .5 and .95 for the most important". All
+gates of one train_mnist seed start from the same weights, so part of that may be inherited: we train both
+gates with two seeds and compare bilinear vs SQS (shared init), bilinear vs SQS (independent inits) and
+bilinear vs bilinear (independent inits: how alike two runs of the SAME model are).
+EXPECTED
 
     python eigen.py --dataset fashion                 # train 2 gates x 2 seeds, analyse, verdicts
     python eigen.py --quick                           # 2 epochs, for a classroom
-    python eigen.py --ckpt out/eigen/fashion/ckpt.pt  # re-analyse train_mnist.py checkpoints
-
+    python eigen.py --ckpt out/eigen/fashion/ckpt.pt  # re-analyse a train_mnist.py checkpoint
 Writes to --out (out/eigen/<dataset>/): ckpt.pt, eigenvectors.png, overview.png, explanations.png, results.json.
 """
 import argparse
@@ -42,6 +41,7 @@ PAPER_MIN, PAPER_TOP = 0.5, 0.95   # [SQS] 4.1: |cos| "never below .5 and .95 fo
 TOP_OK = 0.90          # a mean top-1 |cos| we accept as "about 0.95"
 SAME_AS_BASE = 0.05    # bilinear-vs-SQS within this of bilinear-vs-bilinear = "as alike as a rerun"
 AGREE_OK = 0.95        # first-order reading holds if its argmax agrees with the model this often
+RANKS = 5              # compare the top RANKS eigenvectors of each sign (+1..+5, -1..-5)
 GATES = {"identity": "bilinear", "sqs:0.01,0.5,1": "sqs"}      # short names of the paper's two gates
 NAMES = {"fashion": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                      "Bag", "Boot"], "mnist": [str(i) for i in range(10)]}
@@ -56,7 +56,6 @@ def get_args(argv=None):
     p.add_argument("--seeds", type=int, default=2, help="seeds per gate (default 2: seed 0 and an independent twin)")
     p.add_argument("--epochs", type=int, help="default 20 ([SQS] A.2.1); --quick: 2")
     p.add_argument("--d-model", type=int, default=128, help="width d of W_e and of the GLU (default %(default)s)")
-    p.add_argument("--ranks", type=int, default=5, help="compare the top R eigenvectors of each sign (default %(default)s)")
     p.add_argument("--device", default="auto", help="training: auto|cpu|cuda|mps (the analysis runs on the CPU in float64)")
     p.add_argument("--quick", action="store_true", help="2 epochs")
     p.add_argument("--out", help="output folder (default out/eigen/<dataset>/)")
@@ -67,8 +66,13 @@ def get_args(argv=None):
         args.gates = parse_acts(args.acts)
     except ValueError as e:
         p.error(f"--acts: {e}")
-    if min(args.epochs, args.seeds, args.d_model, args.ranks) < 1:
-        p.error("--epochs, --seeds, --d-model and --ranks must be >= 1")
+    if min(args.epochs, args.seeds, args.d_model) < 1:
+        p.error("--epochs, --seeds and --d-model must be >= 1")
+    try:                                            # an unusable device: one line now, not a traceback later
+        args.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+        torch.empty(1, device=args.device)
+    except (RuntimeError, AssertionError) as e:     # CPU-only builds assert on "cuda"
+        p.error(f"--device {args.device}: {str(e).splitlines()[0]}")
     return args
 
 
@@ -83,9 +87,8 @@ def train_models(args, out):
                     batch=2048, d_model=args.d_model)                      # [SQS] A.2.1; the rest: defaults
     try:
         data = tm.load_data(args.dataset, args.data_dir)
-        dev = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-        net = tm.Net(args.gates, range(args.seeds), d=args.d_model, layers=1).to(dev)
-        print(f"training {net.M} models ({args.acts} x seeds 0..{args.seeds - 1}, {args.epochs} epochs) on {dev}")
+        net = tm.Net(args.gates, range(args.seeds), d=args.d_model, layers=1).to(args.device)
+        print(f"training {net.M} models ({args.acts} x seeds 0..{args.seeds - 1}, {args.epochs} epochs) on {args.device}")
         res = tm.train(net, data, cfg, progress=True)
     except (tm.DataError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0])
@@ -103,25 +106,22 @@ def load_checkpoint(path, data_dir):
         fail(f"checkpoint not found: {path}")
     try:
         net, cfg = tm.load_checkpoint(path)
-        if cfg["layers"] != 1 or cfg["residual"]:
-            fail(f"{path}: eigen.py decomposes the one-layer model without residual (train_mnist.py --layers 1)")
+        if cfg["layers"] != 1 or cfg["residual"] or cfg["out_proj"]:
+            fail(f"{path}: eigen.py decomposes the one-layer model without residual or W_o (train_mnist.py --layers 1)")
         return (net, cfg), tm.load_data(cfg["dataset"], data_dir)
     except tm.DataError as e:                                               # its message is one line
         fail(str(e))
 
 
-def members(net, cfg, gates, x):
+def members(net, gates, x):
     """float64 weights and test logits (x: N x 784 inputs) of every member whose gate is in `gates`."""
     net, out, specs = net.double().requires_grad_(False), [], [a.spec for a in gates]
     logits = torch.cat([net(xc) for xc in x.split(1000)], dim=1)          # the models themselves: M x N x C
     for m, (act, seed) in enumerate([(a, s) for a in net.acts for s in net.seeds]):     # gate-major
         if act.spec in specs:
             d, gate = net.d, GATES.get(act.spec, act.spec)
-            # with an output projection (ablation checkpoints) logits = W_u (W_o z): folding the two
-            # matrices into one is exact (matrix products are associative)
-            W_u = net.W_u[m] @ net.W_o[0][m] if cfg["out_proj"] else net.W_u[m]
             out.append(dict(label=f"{gate} s{seed}", gate=gate, seed=seed, act=act, logits=logits[m], W_e=net.W_e[m],
-                            W_g=net.W[0][m, :d], W_v=net.W[0][m, d:], W_u=W_u))     # W[0]: [M, 2d, d] = [W_g; W_v]
+                            W_g=net.W[0][m, :d], W_v=net.W[0][m, d:], W_u=net.W_u[m]))   # W[0] = [W_g; W_v]
     if not out:
         fail(f"the checkpoint holds no member with a gate in --acts {','.join(specs)}")
     return sorted(out, key=lambda m: (m["gate"] != "bilinear", specs.index(m["act"].spec)))
@@ -171,12 +171,12 @@ def analyse(m, x, y):
     """Decompose member m; measure on the test set (x as the model saw it) -> dict of tensors and numbers."""
     h = x @ m["W_e"].T                                                      # N x d
     lam, V = decompose(m["W_g"], m["W_v"], m["W_u"])
-    logits = m["logits"]                                                    # the model itself, N x C
     # pixel-space eigenvectors W_e^T v_i (C x d x 784); a sign is arbitrary: orient each so that the
     # images of its class project positively on average
     s = torch.einsum("cd,cdi->ci", torch.nn.functional.one_hot(y, len(lam)).T.double() @ h, V).sign()
     P = torch.einsum("cdi,dp->cip", V, m["W_e"]) * torch.where(s == 0, 1.0, s)[..., None]
-    acc, topk = float((logits.argmax(1) == y).double().mean()), topk_accuracy(lam, V, h, y)
+    logits, topk = m["logits"], topk_accuracy(lam, V, h, y)              # logits: the model itself, N x C
+    acc = float((logits.argmax(1) == y).double().mean())
     r = dict(lam=lam, V=V, P=P, h=h, logits=logits, acc=acc, topk=topk)
     print(f"{m['label']:>12s}: test acc {acc:.4f} | accuracy of the top-k eigenvectors per class: k=1 {topk[0]:.4f}, "
           f"k=5 {topk[min(4, len(topk) - 1)]:.4f}, all {len(topk)} {topk[-1]:.4f}")
@@ -377,15 +377,15 @@ def main(argv=None):
     t1 = time.perf_counter()
     x, y = tm.to_input(data["test_x"], cfg["input_mean"], cfg["input_std"]).double(), data["test_y"]
     names = NAMES[dataset]
-    models = members(net, cfg, args.gates, x)
+    models = members(net, args.gates, x)
     res = {m["label"]: analyse(m, x, y) for m in models}
-    rows = pair_table(models, res, args.ranks)
+    rows = pair_table(models, res, RANKS)
     fig_eigenvectors(models, res, names, os.path.join(out, "eigenvectors.png"))
-    fig_overview(models, res, rows, names, args.ranks, os.path.join(out, "overview.png"))
+    fig_overview(models, res, rows, names, RANKS, os.path.join(out, "overview.png"))
     same = [m for m in models if m["seed"] == models[0]["seed"]]
     fig_explanations(same[:1] + same[1:][-1:], res, data["test_x"].double() / 255, y, names,
                      os.path.join(out, "explanations.png"))
-    summary = dict(dataset=dataset, similarity=rows, verdicts=verdicts(models, res, rows, args.ranks), models={
+    summary = dict(dataset=dataset, similarity=rows, verdicts=verdicts(models, res, rows, RANKS), models={
         m["label"]: dict(acc=r["acc"], topk=r["topk"].tolist(), first_order=r.get("first_order"))
         for m, r in zip(models, res.values())})
     with open(os.path.join(out, "results.json.tmp"), "w") as f:

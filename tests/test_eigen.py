@@ -19,22 +19,21 @@ from activations import parse_acts
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def random_net(out_proj=False, d=16, seed=0):
+def random_net(d=16, seed=0):
     """A train_mnist Net (bilinear and sqs, one seed) in float64 with random, non-initial weights."""
-    net = tm.Net(["bilinear", "sqs"], [0], d=d, layers=1, out_proj=out_proj).double().requires_grad_(False)
+    net = tm.Net(["bilinear", "sqs"], [0], d=d, layers=1).double().requires_grad_(False)
     g = torch.Generator().manual_seed(seed)
     for p in net.parameters():
         p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) / math.sqrt(p.shape[-1]))
     return net
 
 
-@pytest.mark.parametrize("out_proj", [False, True])
-def test_decomposition_rebuilds_the_models_logits_exactly(out_proj):
+def test_decomposition_rebuilds_the_models_logits_exactly():
     """sum_i lam_i (v_i . W_e x)^2 == train_mnist's Net(x) for the bilinear member, to 1e-10 (float64)."""
-    net = random_net(out_proj)
+    net = random_net()
     x = torch.rand(64, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     want = net(x)[0].clone()                          # member 0 = bilinear, train_mnist's own forward
-    m = eigen.members(net, dict(out_proj=out_proj), parse_acts("bilinear"), x)[0]
+    m = eigen.members(net, parse_acts("bilinear"), x)[0]
     lam, V = eigen.decompose(m["W_g"], m["W_v"], m["W_u"])
     assert want.abs().max() > 0.1
     torch.testing.assert_close(eigen.eigen_logits(lam, V, x @ m["W_e"].T), want, rtol=1e-10, atol=1e-10)
@@ -44,7 +43,7 @@ def test_decomposition_rebuilds_the_models_logits_exactly(out_proj):
     assert (lam.abs()[:, :-1] >= lam.abs()[:, 1:]).all()               # ordered by importance
     torch.testing.assert_close(V.mT @ V, torch.eye(16, dtype=torch.float64).expand(10, 16, 16))
     # the SQS member's logits are NOT its quadratic form (the gate is not the identity)
-    s = eigen.members(net, dict(out_proj=out_proj), parse_acts("sqs"), x)[0]
+    s = eigen.members(net, parse_acts("sqs"), x)[0]
     lam, V = eigen.decompose(s["W_g"], s["W_v"], s["W_u"])
     assert not torch.allclose(eigen.eigen_logits(lam, V, x @ s["W_e"].T), net(x)[1], rtol=1e-3)
 
@@ -117,6 +116,16 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
             eigen.main(["--ckpt", str(tmp_path / path), "--out", str(tmp_path / "o")])
         msg = str(e.value.code)
         assert msg.startswith("error:") and words in msg and "\n" not in msg, msg
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, words", [(["--device", "nonsense"], "--device nonsense"), (["--epochs", "0"], ">= 1"),
+                                         (["--acts", "sqs:1,-2"], "--acts")])
+def test_bad_flags_are_parser_errors(args, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        eigen.main(args + ["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and ": error: " in err and words in err
     assert not (tmp_path / "o").exists()
 
 
