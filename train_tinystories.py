@@ -137,8 +137,7 @@ def stage_download(args):
     return [os.path.join(args.data_dir, n) for n in FILES]
 
 def synthetic_story(rng):
-    """A simple story: mixed case, dialogue, now and then a name of random syllables (a long tail
-    of rare words). Far simpler than TinyStories: its losses say nothing about the paper's."""
+    """A simple story (mixed case, dialogue, rare made-up names); far simpler than TinyStories."""
     pick = lambda words: rng.choice(words.split())
     name = pick("Lily Tom Ben Mia Max Sue Anna Sam Lucy Jack Emma Leo Zoe Tim Kate Noah Ella Finn")
     name = "".join(pick("ba ko li mo nu ra si te vu zo") for _ in range(3)).title() if rng.random() < 0.3 else name
@@ -152,7 +151,7 @@ def synthetic_story(rng):
         f"{name} felt {feel()} and wanted to {act()}.",
         f"But the {thing} fell into the {pick('river hole mud')}. {name} was {feel()}.",
         f"{name}’s {pick('mom dad friend sister')} came to help. They found the {thing}.",
-        f"\"Thank you,\" said {name}. \"You are a good friend.\""]) for _ in range(rng.randint(3, 9))]
+        f"\"Thank you,\" said {name}. \"You are a good friend.\""]) for _ in range(rng.randint(6, 20))]
         + [rng.choice([f"From that day on, {name} was {feel()}.", "They lived happily ever after."])])
 
 def write_synthetic(data_dir, n, seed=1234):
@@ -261,8 +260,9 @@ def stage_tokenizer(train_txt, path, vocab):
             texts.append(s)
             if (size := size + len(s.encode())) >= 10e6:    # the first 10 MB of stories
                 break
-        write(path, json.dumps({"pattern": PAT.pattern, "merges": train_bpe(texts, vocab).merges}))
-        log(f"tokenizer: {vocab} tokens from {size / 1e6:.1f} MB of stories in {time.time() - t0:.1f} s -> {path}")
+        write(path, json.dumps({"pattern": PAT.pattern, "merges": (merges := train_bpe(texts, vocab).merges)}))
+        log(f"tokenizer: {257 + len(merges)} tokens (--vocab {vocab}; fewer if no pair is left to merge) from "
+            f"{size / 1e6:.1f} MB of stories in {time.time() - t0:.1f} s -> {path}")
     with open(path) as f:
         return Tokenizer(json.load(f)["merges"])
 
