@@ -367,10 +367,9 @@ def table_rows(out):
 
 
 def test_table5_rows_and_ratios(capsys):
-    kernel_sqs.table5("cpu", max_size=512, reps=1)
+    kernel_sqs.table5("cpu", max_size=256, reps=1)  # of the 16 rows, only 256 x 256 x 256 is kept
     rows = table_rows(capsys.readouterr().out)
-    sizes = [(b, d, d) for b in (256, 512, 1024, 2048) for d in (256, 512, 1024, 2048)
-             if max(b, d) <= 512]
+    sizes = [(256, 256, 256)]
     assert [tuple(x[:3]) for x in rows[::2]] == [tuple(x[:3]) for x in rows[1::2]] == sizes
     for ours, paper in zip(rows[::2], rows[1::2]):
         relu, swiglu, gelu, ident, sqs, ratio, gflops = ours[4:]
