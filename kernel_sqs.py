@@ -13,15 +13,15 @@ SQS runs on par with SwiGLU. Layout after the Triton tutorials (https://triton-l
 Why fuse: an elementwise op is bound by memory traffic. Forward reads g, v and writes h (3 passes
 over n elements), backward reads g, v, dh and writes dg, dv (5); no kernel can do fewer than 8.
 Eager PyTorch runs sqs(g) * v as about eight kernels, each reading and writing whole tensors, and
-autograd keeps several of their outputs for backward. Why recompute: sqs(g) and sqs'(g) cost a
-few dozen flops per element, free next to the memory passes that saving them would cost; so the
-autograd.Function saves only its inputs g and v.
+autograd keeps several of their outputs for backward. Why recompute: computing sqs(g) and sqs'(g)
+again in backward costs a few dozen flops per element, free next to the memory passes that saving
+them would cost; so the autograd.Function saves only its inputs g and v.
 
 The derivative, with s = sign(g) (sign(0) = +1, as activations.sqs) and den = 1 + lam |g|^p:
     sqs(g)  = (g - c s) / den
     sqs'(g) = [den - (g - c s) lam p |g|^(p-1) s] / den^2 = [1 - (|g| - c) lam p |g|^(p-1) / den] / den
-since (g - c s) s = |g| - c; for p = 1 the bracket collapses to (1 + lam c) / den^2. The product
-rule gives the GLU's gradients: dv = dh sqs(g), dg = dh v sqs'(g).
+since (g - c s) s = |g| - c. For p = 1 the bracket is (1 + lam c) / den: sqs'(g) = (1 + lam c) / den^2.
+The product rule gives the GLU's gradients: dv = dh sqs(g), dg = dh v sqs'(g).
 """
 import argparse
 import os
