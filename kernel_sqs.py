@@ -12,10 +12,10 @@ SQS runs on par with SwiGLU. Layout after the Triton tutorials (https://triton-l
 
 Why fuse: an elementwise op is bound by memory traffic. Forward reads g, v and writes h (3 passes
 over n elements), backward reads g, v, dh and writes dg, dv (5); no kernel can do fewer than 8.
-Eager PyTorch runs sqs(g) * v as about eight kernels, each reading and writing whole tensors, and
-autograd keeps several of their outputs for backward. Why recompute: computing sqs(g) and sqs'(g)
-again in backward costs a few dozen flops per element, free next to the memory passes that saving
-them would cost; so the autograd.Function saves only its inputs g and v.
+Eager PyTorch runs sqs(g) * v as nine kernels forward and about as many backward, each reading and
+writing whole tensors, and autograd keeps several of their outputs. Why recompute: sqs(g) and sqs'(g)
+computed again in backward cost a few dozen flops per element, free next to the memory passes that
+saving them would cost; so the autograd.Function saves only its inputs g and v.
 
 The derivative, with s = sign(g) (sign(0) = +1, as activations.sqs) and den = 1 + lam |g|^p:
     sqs(g)  = (g - c s) / den
