@@ -369,10 +369,10 @@ def flops_per_token(model, args):
     n = sum(p.numel() for p in model.parameters()) - model.emb.weight.numel()
     return 6 * n + 12 * args.layers * args.d_model * args.ctx
 
-def gemm_rate(device):                  # FLOP/s of one large torch.mm in training's dtype, best of 3
+def gemm_rate(device):                  # FLOP/s of one large torch.mm in training's dtype, best of 10
     n, dt = (8192, torch.bfloat16) if device.startswith("cuda") else (1024, torch.float32)
     a = torch.randn(n, n, device=device, dtype=dt)
-    return 2 * n ** 3 / min(timeit.repeat(lambda: (a @ a)[0, 0].item(), number=1, repeat=3))   # .item(): wait
+    return 2 * n ** 3 / min(timeit.repeat(lambda: (a @ a)[0, 0].item(), number=1, repeat=10))   # .item(): wait
 
 autocast = lambda device: torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
 
