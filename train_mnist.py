@@ -7,34 +7,26 @@ Function", arXiv:2509.01874 (section 4.2.1, Table 1, Appendix A.2).  [BIL] Pearc
 Sharkey, "Bilinear MLPs enable weight-based mechanistic interpretability", arXiv:2410.08417, whose
 pipeline [SQS] follows (code: https://github.com/tdooms/bilinear-decomposition, src/image/).
 
-Model: h = W_e x, then per layer h = act(W_g h) * (W_v h) ([BIL]'s Bilinear(d, d): one d -> 2d matrix
-split into gate and value, no output projection), logits = W_u h; no biases. Training follows [BIL]'s
-code (pixels x / 255, noise on a random half of the images, cosine annealing per epoch, drop_last) with
-[SQS]'s hyperparameters (Config below). All gates x seeds train as ONE network whose weights carry a
-leading member dimension (torch.bmm); seed s fixes a member's initial weights and data stream for every
-gate alike, so gates are compared paired and seed s+1 is an independent twin. Printed: our table beside
-the paper's, verdicts on its claims (ties said as ties, per-seed counts), each layer's effective
-linearity R^2, and the training FLOP/s as a share of a torch.mm GEMM timed at start-up. docs/mnist.md
-shows how much the readings the paper leaves open (--noise-prob, --out-proj, --input) move Table 1.
+All gates x seeds train as ONE network whose weights carry a leading member dimension (torch.bmm); a
+seed fixes a member's initial weights and data stream for every gate alike (a paired comparison; the
+next seed is an independent twin). Printed: our table beside the paper's, verdicts on its claims (ties
+said as ties, per-seed counts), each layer's effective linearity R^2, and the training FLOP/s as a share
+of a torch.mm GEMM timed at start-up. docs/mnist.md shows how much the readings the paper leaves open
+(--noise-prob, --out-proj, --input) move Table 1.
 
     python train_mnist.py --dataset fashion        # Table 1 for Fashion-MNIST (MNIST: --dataset mnist)
     python train_mnist.py --quick                  # classroom run: 10k images, 4 epochs, 2 seeds
-Data: --data-dir, ./data/<name>/, /usr/share/datasets/<name>/ (Debian: apt-get install
-dataset-fashion-mnist), else an MD5-checked download. Writes out/mnist/<dataset>/ report.md, curves.png
-and ckpt.pt (every member; load_checkpoint reads it). eigen.py imports this file.
+Writes out/mnist/<dataset>/ report.md, curves.png, ckpt.pt (every member; load_checkpoint reads it).
 """
 import argparse, dataclasses, gzip, hashlib, math, os, struct, sys, time, urllib.request, zlib
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import activations as A
 
-
-# ---- Config: [SQS] A.2.2 and [BIL]'s pipeline as defaults; the command line is built from it ----------
+# ---- Config: [SQS] A.2.2 with [BIL]'s pipeline as defaults; the command line is built from it ---------
 @dataclasses.dataclass
 class Config:
     dataset: str = "fashion"       # fashion | mnist
@@ -51,20 +43,18 @@ class Config:
     input: str = "pixels01"        # pixels01 = x / 255 ([BIL]) | standard = (x / 255 - mean) / std
     out_proj: bool = False         # a d x d projection W_o after each gated product (ablation)
     train_subset: int = 0          # use only the first N training images (0 = all)
-
 QUICK = dict(train_subset=10_000, epochs=4, seeds=2)   # --quick; flags given explicitly win
 
 def build_parser():
     p = argparse.ArgumentParser(description="MNIST / Fashion-MNIST GLU gates: Table 1 of arXiv:2509.01874")
     for f in dataclasses.fields(Config):
-        kw = dict(default=argparse.SUPPRESS, help=f"{A.act_choices() if f.name == 'acts' else ''} (default: {f.default})")
+        kw = dict(default=argparse.SUPPRESS, help=f"{A.act_choices() if f.name == 'acts' else ''} (default {f.default})")
         kw.update(action=argparse.BooleanOptionalAction) if f.type in (bool, "bool") else kw.update(type=type(f.default))
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
-    p.add_argument("--quick", action="store_true", help=f"preset {QUICK}")
-    p.add_argument("--data-dir", default=None, help="folder holding the four IDX files (gz or raw)")
-    p.add_argument("--out", default=None, help="output folder (default: out/mnist/<dataset>)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--no-progress", action="store_true")
+    for flag, kw in (("--quick", dict(action="store_true", help=f"preset {QUICK}")), ("--data-dir", {}),
+                     ("--out", dict(help="default out/mnist/<dataset>")), ("--device", dict(default="auto",
+                      help="auto | cpu | cuda | mps")), ("--no-progress", dict(action="store_true"))):
+        p.add_argument(flag, **kw)
     return p
 
 def check_config(cfg):
@@ -73,14 +63,12 @@ def check_config(cfg):
         ("dataset", cfg.dataset in DIRS, "mnist|fashion"), ("input", cfg.input in ("pixels01", "standard"),
          "pixels01|standard"), ("lr", 0 < cfg.lr < math.inf, "> 0"), ("wd", 0 <= cfg.wd < math.inf, ">= 0"),
         ("noise_std", 0 <= cfg.noise_std < math.inf, ">= 0"), ("noise_prob", 0 <= cfg.noise_prob <= 1, "in [0, 1]"),
-        ("train_subset", cfg.train_subset >= 0, ">= 0"))
-        + tuple((k, getattr(cfg, k) >= 1, ">= 1") for k in ("seeds", "epochs", "batch", "layers", "d_model"))
-        if not ok]
-    acts = A.parse_acts(cfg.acts) if not bad else []
+        ("train_subset", cfg.train_subset >= 0, ">= 0"),
+        *((k, getattr(cfg, k) >= 1, ">= 1") for k in ("seeds", "epochs", "batch", "layers", "d_model"))) if not ok]
+    acts = [] if bad else A.parse_acts(cfg.acts)
     if bad or len({a.spec for a in acts}) < len(acts):
         raise ValueError("bad setting: " + (", ".join(bad) or f"--acts {cfg.acts} names a gate twice"))
     return acts
-
 
 # ---- Data: IDX files, found locally or downloaded (MD5-checked) ---------------------------------------
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -105,11 +93,10 @@ def read_idx(path, magic):
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     head = 16 if magic == 2051 else 8
-    if len(raw) < head:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    got, *dims = struct.unpack(f">{head // 4}i", raw[:head])
+    got, *dims = struct.unpack(f">{head // 4}i", raw[:head].ljust(head, b"\0"))
     need = head + math.prod(dims)
-    for bad, why in ((got != magic, f"magic number {got}, expected {magic}"),
+    for bad, why in ((len(raw) < head, f"truncated IDX header ({len(raw)} bytes)"),
+                     (got != magic, f"magic number {got}, expected {magic}"),
                      (dims[0] < 0 or dims[1:] not in ([28, 28], []), f"dims {dims}, expected (n, 28, 28) or (n,)"),
                      (len(raw) != need, f"{'truncated' if len(raw) < need else 'trailing bytes'}: "
                                         f"{need} bytes expected, {len(raw)} found")):
@@ -120,39 +107,31 @@ def read_idx(path, magic):
         raise DataError(f"{path}: label {arr.max()} outside 0..9")
     return arr
 
-def download(url, dest, md5):
-    """url -> dest via dest.part, MD5-checked; on any failure nothing is left behind (OSError)."""
-    tmp, h = dest + ".part", hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
-            while chunk := r.read(1 << 16):
-                f.write(chunk), h.update(chunk)
-        if h.hexdigest() != md5:
-            raise OSError(f"MD5 {h.hexdigest()} != {md5}")
-        os.replace(tmp, dest)
-    except Exception as e:
-        os.remove(tmp) if os.path.exists(tmp) else None
-        raise OSError(f"{url}: {e}") from None
-
 def load_data(dataset="fashion", data_dir=None, mirrors=None):
     """-> dict train_x uint8 [N, 784], train_y int64 [N], test_x, test_y, folder. Looks in data_dir,
-    ./data/<name>/, /usr/share/datasets/<name>/; else downloads into data_dir or ./data/<name>/."""
+    ./data/<name>/, /usr/share/datasets/<name>/; else downloads from mirrors into data_dir or ./data/<name>/."""
     dirs = [d for d in (data_dir, os.path.join("data", DIRS[dataset]), "/usr/share/datasets/" + DIRS[dataset]) if d]
     find = lambda d, n: next((f for f in (os.path.join(d, n + ".gz"), os.path.join(d, n)) if os.path.isfile(f)), None)
     folder = next((d for d in dirs if all(find(d, n) for n in FILES)), dirs[0])
     for name, md5 in zip(FILES, MD5[dataset]):
         errors = []
         for m in (MIRRORS[dataset] if mirrors is None else mirrors) if not find(folder, name) else []:
-            try:
-                os.makedirs(folder, exist_ok=True), print(f"downloading {m}{name}.gz")
-                download(m + name + ".gz", os.path.join(folder, name + ".gz"), md5)
+            try:   # a file is at most 10 MB: read it whole, check its MD5, only then write it (temp + rename)
+                with urllib.request.urlopen(m + name + ".gz", timeout=30) as r:
+                    raw = r.read()
+                if hashlib.md5(raw).hexdigest() != md5:
+                    raise ValueError(f"MD5 {hashlib.md5(raw).hexdigest()} != {md5}")
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, name + ".gz.part"), "wb") as f:
+                    f.write(raw)
+                os.replace(f.name, f.name[:-5])
                 break
-            except OSError as e:
-                errors.append(str(e))
+            except Exception as e:                          # offline, HTTP error, truncated, MD5 mismatch
+                errors.append(f"{m}: {e}")
         if not find(folder, name):
             raise DataError(f"{name}.gz is in none of {', '.join(dirs)} and could not be downloaded "
-                            f"({' | '.join(errors) or 'no mirror'}); put the four IDX files into {folder}/ or pass "
-                            "--data-dir (Debian: apt-get install dataset-fashion-mnist)")
+                            f"({' | '.join(errors) or 'no mirror'}); put the four IDX files into {folder}/ or "
+                            "pass --data-dir (Debian: apt-get install dataset-fashion-mnist)")
     out = {"folder": folder}
     for split, i in (("train", 0), ("test", 2)):
         x, y = read_idx(find(folder, FILES[i]), 2051), read_idx(find(folder, FILES[i + 1]), 2049)
@@ -164,38 +143,33 @@ def load_data(dataset="fashion", data_dir=None, mirrors=None):
 def to_input(x, mean=0.0, std=1.0):
     return (x.float() / 255 - mean) / std
 
-
 # ---- The model: one definition, every weight with a leading member dimension M = G gates x S seeds ---
-class Net(nn.Module):
+class Net(torch.nn.Module):
     """Member m = g*S + s (gate-major) uses acts[g] and starts from seed seeds[s]'s draw. Weights, in
     nn.Linear's [out, in] layout, no biases: W_e [M, d, 784]; W[l] [M, 2d, d] (rows :d = W_g, rows d: =
     W_v); W_o[l] [M, d, d] only with out_proj; W_u [M, 10, d]."""
 
     def __init__(self, acts, seeds, d=128, layers=2, out_proj=False):
         super().__init__()
-        self.acts = [A.parse_act(a) if isinstance(a, str) else a for a in acts]
-        self.seeds, self.d, self.out_proj = list(seeds), d, out_proj
-        self.G, self.S = len(self.acts), len(self.seeds)
-        self.M = self.G * self.S
+        self.acts, self.seeds, self.d, self.out_proj = [A.parse_act(a) if isinstance(a, str) else a for a in acts], \
+            list(seeds), d, out_proj
+        self.G, self.S, self.M = len(self.acts), len(self.seeds), len(self.acts) * len(self.seeds)
         shapes = [(d, 784)] + [(2 * d, d)] * layers + [(d, d)] * (layers if out_proj else 0) + [(10, d)]
-        draws = []
-        for s in self.seeds:   # nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), one draw per seed
-            gen = torch.Generator().manual_seed(s)
-            draws.append([(torch.rand(*sh, generator=gen) * 2 - 1) / math.sqrt(sh[1]) for sh in shapes])
-        ws = [nn.Parameter(torch.stack(w).repeat(self.G, 1, 1)) for w in zip(*draws)]   # every gate: same draw
-        self.W_e, self.W_u = ws[0], ws[-1]
-        self.W, self.W_o = nn.ParameterList(ws[1:1 + layers]), nn.ParameterList(ws[1 + layers:-1])
+        gens = [torch.Generator().manual_seed(s) for s in self.seeds]   # one draw per seed, in this order
+        draws = [[(torch.rand(*sh, generator=g) * 2 - 1) / math.sqrt(sh[1]) for sh in shapes] for g in gens]
+        # nn.Linear's default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)); every gate gets its seed's draw.
+        ws = [torch.nn.Parameter(torch.stack(w).repeat(self.G, 1, 1)) for w in zip(*draws)]
+        self.W_e, self.W, self.W_o, self.W_u = ws[0], torch.nn.ParameterList(ws[1:1 + layers]), \
+            torch.nn.ParameterList(ws[1 + layers:-1]), ws[-1]
 
     def forward(self, x, layers=None):
-        """x [S, B, 784] (seed s's batch, shared by its gates) or [B, 784] (for all) -> logits [M, B, 10].
-        Given a list `layers`, appends each layer's input h and output u, both [M, B, d]."""
-        S, d = self.S, self.d
+        """x [S, B, 784] (seed s's batch for its G gates) or [B, 784] -> logits [M, B, 10]; appends each
+        layer's input h and output u ([M, B, d] each) to the list `layers` if one is given."""
+        S, x = self.S, x.expand(self.S, *x.shape) if x.dim() == 2 else x
         # Per-gate views by split (its backward is one cat; indexing would zero-fill a gradient per gate).
-        W_e, W, W_o, W_u = self.W_e.split(S), [w.split(S) for w in self.W], [w.split(S) for w in self.W_o], \
-            self.W_u.split(S)
-        x = x.expand(S, *x.shape) if x.dim() == 2 else x
+        W_e, W_u, W, W_o = self.W_e.split(S), self.W_u.split(S), [w.split(S) for w in self.W], [w.split(S) for w in self.W_o]
         logits, io = [], [([], []) for _ in self.W]
-        for g, act in enumerate(self.acts):      # gate g: a chain of bmm's over its S members
+        for g, act in enumerate(self.acts):                  # gate g: a chain of bmm's over its S members
             h = torch.bmm(x, W_e[g].mT)                                          # [S, B, d]
             for l in range(len(W)):
                 gate, value = torch.bmm(h, W[l][g].mT).chunk(2, -1)              # [S, B, d]: W_g h, W_v h
@@ -208,18 +182,11 @@ class Net(nn.Module):
             layers.extend((torch.cat(i), torch.cat(o)) for i, o in io)
         return torch.cat(logits)
 
-    def member(self, g, s):
-        """Member (gate g, seed index s) as a Net of its own (M = 1), weights copied."""
-        one = Net([self.acts[g]], [self.seeds[s]], self.d, len(self.W), self.out_proj)
-        one.load_state_dict({k: v[g * self.S + s:][:1] for k, v in self.state_dict().items()})
-        return one.to(self.W_e.device)
-
     def matmul_flops(self, batch):
         """Matmul FLOPs of one training step: the forward does 2*B*out*in per matrix; the backward the same
         for each weight gradient and each input gradient, except W_e's (the pixels need none)."""
         fwd = sum(2 * batch * w[0].numel() for w in self.parameters())
         return self.M * (3 * fwd - 2 * batch * self.W_e[0].numel())
-
 
 # ---- Training and evaluation ---------------------------------------------------------------------------
 def train(net, data, cfg, progress=False):
@@ -240,8 +207,8 @@ def train(net, data, cfg, progress=False):
     quarters = [max(1, round(q * total)) for q in (0.25, 0.5, 0.75, 1.0)]
     when = {e * steps for e in range(1, cfg.epochs + 1)} | set(quarters)       # every epoch's end, 25/50/75/100 %
     res = dict(step=[], test_loss=[], test_acc=[], input_mean=mean, input_std=std, steps_per_epoch=steps,
-               quarters=quarters, train_s=0.0, eval_s=0.0, flops=net.matmul_flops(B) * total)
-    bar, step, t0 = tqdm(total=total, disable=not progress, leave=False), 0, time.perf_counter()
+               quarters=quarters, eval_s=0.0, flops=net.matmul_flops(B) * total)
+    t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
         perms = [torch.randperm(len(xtr), generator=g) for g in gens]
         for i in range(steps):
@@ -257,31 +224,21 @@ def train(net, data, cfg, progress=False):
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-            step += 1
-            bar.update()
-            if step in when:
-                t1 = time.perf_counter()
-                tl, ta = evaluate(net, data["test_x"], data["test_y"], mean, std)
+            if (step := epoch * steps + i + 1) in when:
+                t1, (tl, ta) = time.perf_counter(), evaluate(net, data["test_x"], data["test_y"], mean, std)
                 res["step"].append(step), res["test_loss"].append(tl), res["test_acc"].append(ta)
                 res["eval_s"] += time.perf_counter() - t1
-                bar.set_postfix(acc=f"{ta.nanmean():.3f}")
+                print(f"step {step}/{total}: mean test accuracy {ta.nanmean():.4f}") if progress else None
         sched.step()
-    bar.close()
     res["train_s"] = time.perf_counter() - t0 - res["eval_s"]
     res["test_loss"], res["test_acc"] = torch.stack(res["test_loss"]), torch.stack(res["test_acc"])
     return res
 
 @torch.no_grad()
-def evaluate(net, x, y, mean=0.0, std=1.0, chunk=2500):
+def evaluate(net, x, y, mean=0.0, std=1.0):
     """Clean images x (uint8), labels y -> (loss [M], accuracy [M]), float64 on the CPU."""
-    loss, hits = torch.zeros(net.M, dtype=torch.float64), torch.zeros(net.M, dtype=torch.float64)
-    for i in range(0, len(x), chunk):
-        logits = net(to_input(x[i:i + chunk], mean, std).to(net.W_e.device))   # [M, b, 10]
-        yb = y[i:i + chunk].to(logits.device).expand(net.M, -1)
-        loss += F.cross_entropy(logits.mT, yb, reduction="none").sum(1).double().cpu()
-        hits += (logits.argmax(-1) == yb).sum(1).double().cpu()
-    return loss / len(x), hits / len(x)
-
+    logits, y = net(to_input(x, mean, std).to(net.W_e.device)), y.to(net.W_e.device).expand(net.M, -1)  # [M, N, 10]
+    return F.cross_entropy(logits.mT, y, reduction="none").double().mean(1).cpu(), (logits.argmax(-1) == y).double().mean(1).cpu()
 
 # Effective linearity. Fit a layer's output u [N, d] by an affine map of its input h [N, d]:
 # min_{B,c} ||u - h B - c||^2. Centring both (hc, uc) fits c exactly; B solves the normal equations
@@ -291,10 +248,9 @@ def evaluate(net, x, y, mean=0.0, std=1.0, chunk=2500):
 # that no affine map produces. A bilinear layer is a quadratic form in h: R^2 < 1 is the curvature it uses.
 def r2(x, y, rtol=1e-12):
     """R^2 of the least-squares affine fit y ~ x B + c, pooled over columns. x [N, p], y [N, q]."""
-    x, y = x.double(), y.double()
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         return float("nan")                                    # LAPACK may abort, not return NaN, on NaN
-    xc, yc = x - x.mean(0), y - y.mean(0)
+    xc, yc = x.double() - x.double().mean(0), y.double() - y.double().mean(0)
     lam, V = torch.linalg.eigh(xc.T @ xc)                      # hc^T hc = V diag(lam) V^T
     B = V @ (torch.where(lam > rtol * lam[-1].clamp_min(0), 1 / lam, 0.0)[:, None] * (V.T @ (xc.T @ yc)))
     ss_tot = yc.square().sum().item()
@@ -302,25 +258,20 @@ def r2(x, y, rtol=1e-12):
 
 @torch.no_grad()
 def effective_linearity(net, x, mean=0.0, std=1.0):
-    """R^2 [M, layers] of every member's gated layers on the images x (one member at a time: less memory)."""
-    x, out = to_input(x, mean, std).to(net.W_e.device), []
-    for m in range(net.M):
-        net.member(m // net.S, m % net.S)(x, layers=(io := []))
-        out.append([r2(h[0], u[0]) for h, u in io])
-    return torch.tensor(out, dtype=torch.float64)
+    """R^2 [M, layers] of every member's gated layers on the images x."""
+    net(to_input(x, mean, std).to(net.W_e.device), layers=(io := []))
+    return torch.tensor([[r2(h[m], u[m]) for h, u in io] for m in range(net.M)], dtype=torch.float64)
 
 def gemm_rate(device, n=2048, reps=3):
     """FLOP/s of one fp32 n x n torch.mm, best of reps: the hardware yardstick (as in nanoGPT's MFU)."""
-    a, b, best = torch.randn(n, n, device=device), torch.randn(n, n, device=device), math.inf
+    a, times = torch.randn(n, n, device=device), []
     for _ in range(reps + 1):
         t = time.perf_counter()
-        torch.mm(a, b)[0, 0].item()                             # .item() waits for an asynchronous device
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+        torch.mm(a, a)[0, 0].item()                              # .item() waits for an asynchronous device
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times)
 
-
-# ---- Compare with the source ---------------------------------------------------------------------------
-# [SQS] Table 1: test loss and accuracy at 25/50/75/100 % of training, mean of 5 runs.
+# ---- Compare with the source: [SQS] Table 1, test loss and accuracy at 25/50/75/100 %, 5 runs --------
 TABLE1 = """mnist ReLU .2703 .9550 .1803 .9690 .1433 .9748 .1305 .9770
 mnist GELU .1305 .9606 .0943 .9713 .0747 .9769 .0680 .9789
 mnist SwiGLU .1453 .9573 .1014 .9695 .0794 .9757 .0728 .9780
@@ -340,12 +291,10 @@ def verdicts(names, steps, acc, q, r2s, dataset):
     if "SQS" not in names:
         return ["(no default SQS gate: the paper's claims are not checked)"]
     i, S, paper = names.index("SQS"), acc.shape[2], {n: PAPER[dataset, n] for n in names if (dataset, n) in PAPER}
-    order = lambda loss: " < ".join(sorted(loss, key=loss.get))
-    gaps = {n: q[3, 1, names.index(n)].mean() - v[7] for n, v in paper.items()}
-    out = [f"final test loss order: ours {order({n: q[3, 0, g].mean() for g, n in enumerate(names)})}; "
-           f"paper {order({n: v[6] for n, v in paper.items()})}",
-           f"final accuracy within 2 pt of Table 1: {sum(abs(v) <= 0.02 for v in gaps.values())}/{len(gaps)} gates ("
-           + ", ".join(f"{n} {100 * v:+.1f}" for n, v in gaps.items()) + " pt)"]
+    order, gaps = lambda loss: " < ".join(sorted(loss, key=loss.get)), {n: q[3, 1, names.index(n)].mean() - v[7] for n, v in paper.items()}
+    out = [f"final test loss order: ours {order({n: q[3, 0, g].mean() for g, n in enumerate(names)})}; paper "
+           f"{order({n: v[6] for n, v in paper.items()})}", f"final accuracy within 2 pt of Table 1: "
+           f"{sum(abs(v) <= 0.02 for v in gaps.values())}/{len(gaps)} gates ({', '.join(f'{n} {100 * v:+.1f}' for n, v in gaps.items())} pt)"]
     for r in [names.index(n) for n in ("ReLU", "Bilinear") if n in names]:
         below, seeds = (q[:, 0, i].mean(1) < q[:, 0, r].mean(1)).sum(), (q[:, 0, i] < q[:, 0, r]).all(0).sum()
         out.append(f"SQS test loss below {names[r]} at every checkpoint: {'HOLDS' if below == 4 else 'DOES NOT HOLD'} "
@@ -354,11 +303,10 @@ def verdicts(names, steps, acc, q, r2s, dataset):
     for thr in (0.80, 0.85, 0.90):
         mean = [first(acc[:, g].mean(1), thr) for g in range(len(names))]
         rival = lambda s: min([first(acc[:, g, s], thr) for g in range(len(names)) if g != i], default=math.inf)
-        won = sum(first(acc[:, i, s], thr) < rival(s) for s in range(S))
-        who = [n for n, v in zip(names, mean) if v == min(mean)]
+        won, who = sum(first(acc[:, i, s], thr) < rival(s) for s in range(S)), [n for n, v in zip(names, mean) if v == min(mean)]
         word = ("NOT TESTED (no gate reaches it)" if min(mean) == math.inf else "HOLDS" if who == ["SQS"]
                 else "TIED" if "SQS" in who else "DOES NOT HOLD")
-        out.append(f"SQS first to reach {thr:.0%}: {word} on seed means (SQS at step {mean[i]}, earliest "
+        out.append(f"SQS first to reach {thr:.0%}: {word} on seed means (SQS at step {str(mean[i]).replace('inf', 'never')}, earliest "
                    f"{min(mean)}: {', '.join(who)}); SQS strictly first in {won}/{S} seeds")
     if "Bilinear" in names and "GELU" in names:
         b, g, s = (r2s[names.index(n)].mean(0) for n in ("Bilinear", "GELU", "SQS"))
@@ -372,21 +320,18 @@ def report(cfg, names, res, r2s, gemm, command):
     T, G, S, cell = len(res["step"]), len(names), cfg.seeds, lambda v: f"{v.mean():.4f} ± {v.std():.4f}"
     acc, loss = res["test_acc"].view(T, G, S).numpy(), res["test_loss"].view(T, G, S).numpy()
     q = np.stack([np.stack([loss[res["step"].index(s)], acc[res["step"].index(s)]]) for s in res["quarters"]])
-    lines = [f"# {cfg.dataset}: Table 1 of arXiv:2509.01874\n\n`python train_mnist.py {command}`\n\nTest loss / accuracy at 25/50/75/100 % "
-             f"of {res['quarters'][-1]} steps, mean ± std over {S} seed(s).\n",
+    lines = [f"# {cfg.dataset}: Table 1 of arXiv:2509.01874\n\n`python train_mnist.py {command}`\n\nTest loss / "
+             f"accuracy at 25/50/75/100 % of {res['quarters'][-1]} steps, mean ± std over {S} seed(s).\n",
              "| gate | | " + " | ".join(f"{p}% loss | {p}% acc" for p in (25, 50, 75, 100)) + " |", "|---" * 10 + "|"]
     for g, n in enumerate(names):
         lines.append(f"| {n} | ours | " + " | ".join(cell(q[k, j, g]) for k in range(4) for j in (0, 1)) + " |")
-        if (cfg.dataset, n) in PAPER:
-            lines.append("| | paper | " + " | ".join(f"{v:.4f}" for v in PAPER[cfg.dataset, n]) + " |")
+        lines += ["| | paper | " + " | ".join(f"{v:.4f}" for v in PAPER[cfg.dataset, n]) + " |"] * ((cfg.dataset, n) in PAPER)
     lines += ["\nVerdicts:\n"] + [f"- {v}" for v in verdicts(names, res["step"], acc, q, r2s, cfg.dataset)]
     lines += ["\nEffective linearity R^2 of each gated layer on the test set (mean ± std over seeds):\n",
               "| gate | " + " | ".join(f"layer {l + 1}" for l in range(cfg.layers)) + " |", "|---" * (cfg.layers + 1) + "|"]
-    lines += [f"| {n} | " + " | ".join(cell(r2s[g, :, l].numpy()) for l in range(cfg.layers)) + " |"
-              for g, n in enumerate(names)]
-    rate = res["flops"] / res["train_s"]
+    lines += [f"| {n} | " + " | ".join(cell(r2s[g, :, l].numpy()) for l in range(cfg.layers)) + " |" for g, n in enumerate(names)]
     lines.append(f"\nTraining {res['train_s']:.1f} s (+ {res['eval_s']:.1f} s evaluating): {res['flops'] / 1e12:.2f} "
-                 f"TFLOP of matmuls = {rate / 1e9:.1f} GFLOP/s = {rate / gemm:.0%} of the fp32 GEMM rate timed at "
+                 f"TFLOP of matmuls = {(rate := res['flops'] / res['train_s']) / 1e9:.1f} GFLOP/s = {rate / gemm:.0%} of the fp32 GEMM rate timed at "
                  f"start-up ({gemm / 1e9:.1f} GFLOP/s, 2048x2048 torch.mm; {torch.get_num_threads()} threads).")
     return "\n".join(lines) + "\n", acc, loss
 
@@ -399,24 +344,26 @@ def plot(names, epochs, acc, loss, dataset, path):
         ax.plot(epochs, v[:, g].mean(1), color=f"C{g}", label=n)
         ax.fill_between(epochs, v[:, g].min(1), v[:, g].max(1), color=f"C{g}", alpha=0.2, lw=0)
         ax.plot(epochs[-1] * np.array([.25, .5, .75, 1]), PAPER.get((dataset, n), [np.nan] * 8)[j::2], "x", color=f"C{g}")
-    axes[0].set(xlabel="epoch", ylabel="test loss", title=f"{dataset}: seed mean, band min..max, x = paper")
-    axes[1].set(xlabel="epoch", ylabel="test accuracy"), axes[0].legend(), fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=80), plt.close(fig), os.replace(path + ".tmp.png", path)
+    axes[0].set(xlabel="epoch", ylabel="test loss", title=f"{dataset}: seed mean, band min..max, x = paper"), axes[0].legend()
+    axes[1].set(xlabel="epoch", ylabel="test accuracy"), fig.tight_layout()
+    atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png")), plt.close(fig)
+
+def atomic(path, write):
+    """write(path + '.tmp'), then rename: a crash never leaves a half-written file under the real name."""
+    write(path + ".tmp"), os.replace(path + ".tmp", path)
 
 def save_checkpoint(path, net, config):
-    torch.save({"config": config, "state_dict": net.state_dict()}, path + ".tmp"), os.replace(path + ".tmp", path)
+    atomic(path, lambda tmp: torch.save({"config": config, "state_dict": net.state_dict()}, tmp))
 
 def load_checkpoint(path):
     """ckpt.pt -> (Net, config), read with weights_only=True; DataError (one line) if unusable."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        c = ck["config"]
-        net = Net(c["acts"], c["seeds"], c["d_model"], c["layers"], c["out_proj"])
+        net = Net(*(ck["config"][k] for k in ("acts", "seeds", "d_model", "layers", "out_proj")))
         net.load_state_dict(ck["state_dict"])
     except Exception as e:
-        raise DataError(f"{path}: not a train_mnist.py checkpoint ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:150]})") from None
-    return net, c
+        raise DataError(f"{path}: not a train_mnist.py checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
+    return net, ck["config"]
 
 def main(argv=None):
     parser = build_parser()
@@ -434,10 +381,8 @@ def main(argv=None):
         data = load_data(cfg.dataset, args.data_dir)
     except (DataError, OSError) as e:
         sys.exit(f"error: {e}")
-    gemm = gemm_rate(dev)
-    net = Net(acts, range(cfg.seeds), cfg.d_model, cfg.layers, cfg.out_proj).to(dev)
-    print(f"{cfg}\n{len(data['train_x'])} train / {len(data['test_x'])} test images from {data['folder']}; "
-          f"{net.M} members of {sum(p[0].numel() for p in net.parameters()):,} weights, device {dev}")
+    gemm, net = gemm_rate(dev), Net(acts, range(cfg.seeds), cfg.d_model, cfg.layers, cfg.out_proj).to(dev)
+    print(f"{cfg}\n{len(data['train_x'])} train images from {data['folder']}; {net.M} members; device {dev}")
     try:
         res = train(net, data, cfg, progress=not args.no_progress)
     except ValueError as e:
@@ -446,9 +391,7 @@ def main(argv=None):
     names = [NAMES.get(a.spec, a.spec) for a in acts]
     text, acc, loss = report(cfg, names, res, r2s, gemm, " ".join(sys.argv[1:] if argv is None else argv))
     print(text)
-    with open(os.path.join(out, "report.md.tmp"), "w") as f:
-        f.write(text)
-    os.replace(f.name, os.path.join(out, "report.md"))
+    atomic(os.path.join(out, "report.md"), lambda tmp: open(tmp, "w", encoding="utf-8").write(text))
     plot(names, np.array(res["step"]) / res["steps_per_epoch"], acc, loss, cfg.dataset, os.path.join(out, "curves.png"))
     save_checkpoint(os.path.join(out, "ckpt.pt"), net, {**dataclasses.asdict(cfg), **{k: res[k] for k in (
         "input_mean", "input_std", "step")}, "acts": [a.spec for a in acts], "seeds": net.seeds, "r2": r2s.tolist(),

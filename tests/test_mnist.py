@@ -230,7 +230,6 @@ def test_checkpoint_round_trip_and_garbage(tmp_path):
     x = torch.rand(3, 784)
     with torch.no_grad():
         assert torch.equal(back(x), net(x)) and c == cfg
-        assert torch.equal(net.member(1, 1)(x)[0], net(x)[3])
     (tmp_path / "t.pt").write_text("not a checkpoint\n")
     for bad in ("t.pt", "missing.pt"):
         with pytest.raises(T.DataError) as e:
