@@ -106,8 +106,8 @@ def load_checkpoint(path, data_dir):
         fail(f"checkpoint not found: {path}")
     try:
         net, cfg = tm.load_checkpoint(path)
-        if cfg["layers"] != 1 or cfg["residual"] or cfg["out_proj"]:
-            fail(f"{path}: eigen.py decomposes the one-layer model without residual or W_o (train_mnist.py --layers 1)")
+        if cfg["layers"] != 1 or cfg["out_proj"]:
+            fail(f"{path}: layers={cfg['layers']}, out_proj={cfg['out_proj']}; eigen.py needs train_mnist.py --layers 1")
         return (net, cfg), tm.load_data(cfg["dataset"], data_dir)
     except tm.DataError as e:                                               # its message is one line
         fail(str(e))
@@ -243,7 +243,7 @@ def pair_table(models, res, R):
         rows[kind] = dict(pairs=len(pairs), top1=float(t.mean()), min1=float(t.min()),
                           best_top1=float(best[:, 0, 0].nanmean()), mean=float(v.mean()), min=float(v.min()),
                           below=int((v < PAPER_MIN).sum()), n=len(v), chance=sum(p[2] for p in pairs) / len(pairs),
-                          by_rank=match.nanmean(0).flatten().tolist())
+                          by_rank=match.nanmean(0).flatten().tolist(), plus1=match[:, 0, 0].tolist())
     print(f"\n|cos| of pixel-space eigenvectors, pooled over classes and pairs (+1: largest positive lam; ±1..±{R}:"
           f" the top {R} of each sign, rank-matched)\n| pair | pairs | +1 mean | +1 min | +1 best match | "
           f"mean ±1..±{R} | min ±1..±{R} | below {PAPER_MIN} | chance |\n" + "|---" * 9 + "|")
@@ -332,7 +332,7 @@ def verdicts(models, res, rows, R):
 
     def say(key, ok, text, words=("REPRODUCED", "NOT REPRODUCED")):
         out[key] = ok
-        print(f"[{words[not ok]}] {text}")
+        print(f"verdict: {text} -- {words[not ok]}")
     BB = rows.get("bilinear vs bilinear, independent init")
     bb = lambda k: f"; bilinear vs bilinear: {BB[k]:.2f}" if BB else ""
     print(f"\n== compare with [SQS] §4.1 (|cos| never below 0.5, ≈0.95 for the most important) and App. B")
