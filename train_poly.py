@@ -41,7 +41,7 @@ TARGETS = (1, 2, 3, 4)                        # y = x^n
 VARIANTS = ("plain", "squared", "gated", "integral")
 DEFAULTS = dict(acts="relu,silu,gelu",        # the blog's relu and silu; gelu for its integral, igelu
                 variants=",".join(VARIANTS), seeds=3, steps=3000, out="out/poly", device="auto",  # the blog: 3000
-                width=64, train_size=1024, lr=1e-3,  # unstated; N and lr from the ablation in docs/poly.md
+                width=64, train_size=256, lr=1e-3,   # unstated; N and lr from the ablation in docs/poly.md
                 batch=256)                    # only with --train-size 0 (a fresh batch every step)
 QUICK = dict(seeds=1, steps=1000)
 EVALS, TAIL = 30, 3        # held-out loss at 30 points of a run; "final" = mean over the last 3 windows (10%)
