@@ -205,8 +205,7 @@ def train(a, acts, log=print):
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()      # models share no weights: each gets exactly its own gradient
             opt.step()
-    wall = time.perf_counter() - t0
-    steps, eval_loss, pooled, per_coord = zip(*evals)
+    wall, (steps, eval_loss, pooled, per_coord) = time.perf_counter() - t0, zip(*evals)
     stack = lambda ts: torch.stack(ts).float().cpu()
     return dict(train_loss=torch.stack(train_loss), eval_steps=list(steps), eval_loss=stack(eval_loss),
                 r2=stack(pooled), r2_coord=stack(per_coord), diverged=diverged, wall=wall)
@@ -266,11 +265,13 @@ def verdicts(rows, acts):
                    + f" vs silu {silu['train_loss']:.2e} (blog: 1e-13, 3e-14 vs 1.2e-4)")
     ok = [r for r in rows if math.isfinite(r["r2"]) and math.isfinite(r["train_loss"])]
     if len(ok) >= 3:
-        rho = spearman([r["r2"] for r in ok], [r["train_loss"] for r in ok])
-        out.append(f"lower R² goes with lower training loss: Spearman rank correlation {rho:+.2f} "
-                   f"over {len(ok)} students ({'holds' if rho >= 0.5 else 'does not hold'} at "
-                   f">= +0.5) -- R²/loss " + ", ".join(
-                       f"{r['student']} {r['r2']:.3f}/{r['train_loss']:.1e}" for r in ok))
+        rho, rho_out = (spearman([r["r2"] for r in ok], [r[k] for r in ok])
+                        for k in ("train_loss", "heldout_loss"))
+        out.append(f"lower R² goes with lower training loss: Spearman rank correlation {rho:+.2f} over "
+                   f"{len(ok)} students ({'holds' if rho >= 0.5 else 'does not hold'} at >= +0.5; with "
+                   f"the held-out loss {rho_out:+.2f}) -- R²/train/held-out " + ", ".join(
+                       f"{r['student']} {r['r2']:.3f}/{r['train_loss']:.1e}/{r['heldout_loss']:.1e}"
+                       for r in ok))
     return out
 
 
@@ -290,11 +291,10 @@ def plot(a, acts, res, out_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    S = a.seeds
     fig, ax = plt.subplots(2, len(acts), figsize=(2.4 * len(acts), 4.8), squeeze=False)
     what = f"train (fixed set of {a.train_size})" if a.train_size else f"train (fresh {a.batch})"
     for i, act in enumerate(acts):
-        m = slice(i * S, (i + 1) * S)
+        m = slice(i * a.seeds, (i + 1) * a.seeds)
         ax[0, i].semilogy(res["train_loss"][:, m], lw=0.8, color="C0", label=what)
         ax[0, i].semilogy(res["eval_steps"], res["eval_loss"][:, m], "--", lw=0.8, color="gray",
                           label="held-out")
