@@ -1,5 +1,4 @@
-"""
-train_mnist.py -- MNIST / Fashion-MNIST with GLU gates (ReLU, GELU, SwiGLU, Bilinear, SQS): Table 1 of
+"""train_mnist.py -- MNIST / Fashion-MNIST with GLU gates (ReLU, GELU, SwiGLU, Bilinear, SQS): Table 1 of
 the SQS paper, end to end, on a laptop CPU.
 
 Sources: [SQS] "Preserving Bilinear Weight Spectra with a Signed and Shrunk Quadratic Activation
@@ -10,9 +9,10 @@ pipeline [SQS] follows (code: https://github.com/tdooms/bilinear-decomposition, 
 All gates x seeds train as ONE network whose weights carry a leading member dimension (torch.bmm); a
 seed fixes a member's initial weights and data stream for every gate alike (a paired comparison; the
 next seed is an independent twin). Printed: our table beside the paper's, verdicts on its claims (ties
-said as ties, per-seed counts), each layer's effective linearity R^2, and the training FLOP/s as a share
-of a torch.mm GEMM timed at start-up. docs/mnist.md shows how much the readings the paper leaves open
-(--noise-prob, --out-proj, --input) move Table 1.
+said as ties, per-seed counts), each layer's effective linearity R^2, and the training FLOP/s as a
+share of a torch.mm GEMM timed at start-up. Expected on Fashion-MNIST: every gate within 2 points of
+Table 1 and the paper's final-loss order GELU < SwiGLU < SQS < ReLU < Bilinear, but SQS is not first to
+80 % and its layers are the most linear. docs/mnist.md: what the readings the paper leaves open do.
 
     python train_mnist.py --dataset fashion        # Table 1 for Fashion-MNIST (MNIST: --dataset mnist)
     python train_mnist.py --quick                  # classroom run: 10k images, 4 epochs, 2 seeds
@@ -63,8 +63,8 @@ def check_config(cfg):
         ("dataset", cfg.dataset in DIRS, "mnist|fashion"), ("input", cfg.input in ("pixels01", "standard"),
          "pixels01|standard"), ("lr", 0 < cfg.lr < math.inf, "> 0"), ("wd", 0 <= cfg.wd < math.inf, ">= 0"),
         ("noise_std", 0 <= cfg.noise_std < math.inf, ">= 0"), ("noise_prob", 0 <= cfg.noise_prob <= 1, "in [0, 1]"),
-        ("train_subset", cfg.train_subset >= 0, ">= 0"),
-        *((k, getattr(cfg, k) >= 1, ">= 1") for k in ("seeds", "epochs", "batch", "layers", "d_model"))) if not ok]
+        ("train_subset", cfg.train_subset >= 0, ">= 0"), *((k, getattr(cfg, k) >= 1, ">= 1") for k in (
+            "seeds", "epochs", "batch", "layers", "d_model"))) if not ok]
     acts = [] if bad else A.parse_acts(cfg.acts)
     if bad or len({a.spec for a in acts}) < len(acts):
         raise ValueError("bad setting: " + (", ".join(bad) or f"--acts {cfg.acts} names a gate twice"))
@@ -203,8 +203,7 @@ def train(net, data, cfg, progress=False):
     # so the stacked optimiser is M independent ones. Epoch e runs at lr (1 + cos(pi e / epochs)) / 2.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     gens = [torch.Generator().manual_seed(10_000 + s) for s in net.seeds]
-    total = steps * cfg.epochs
-    quarters = [max(1, round(q * total)) for q in (0.25, 0.5, 0.75, 1.0)]
+    total, quarters = steps * cfg.epochs, [max(1, round(q * steps * cfg.epochs)) for q in (0.25, 0.5, 0.75, 1.0)]
     when = {e * steps for e in range(1, cfg.epochs + 1)} | set(quarters)       # every epoch's end, 25/50/75/100 %
     res = dict(step=[], test_loss=[], test_acc=[], input_mean=mean, input_std=std, steps_per_epoch=steps,
                quarters=quarters, eval_s=0.0, flops=net.matmul_flops(B) * total)
@@ -336,9 +335,8 @@ def report(cfg, names, res, r2s, gemm, command):
     return "\n".join(lines) + "\n", acc, loss
 
 def plot(names, epochs, acc, loss, dataset, path):
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for (g, n), (ax, v, j) in ((gn, a) for gn in enumerate(names) for a in ((axes[0], loss, 0), (axes[1], acc, 1))):
         ax.plot(epochs, v[:, g].mean(1), color=f"C{g}", label=n)
@@ -397,7 +395,6 @@ def main(argv=None):
         "input_mean", "input_std", "step")}, "acts": [a.spec for a in acts], "seeds": net.seeds, "r2": r2s.tolist(),
         "test_loss": res["test_loss"].tolist(), "test_acc": res["test_acc"].tolist()})
     print(f"wrote {out}/report.md, curves.png, ckpt.pt")
-
 
 if __name__ == "__main__":
     main()
