@@ -32,7 +32,6 @@ import matplotlib
 import torch
 
 import train_mnist as tm
-from activations import parse_acts
 
 matplotlib.use("Agg")                # files only, no display
 import matplotlib.pyplot as plt     # noqa: E402  (after choosing the backend)
@@ -63,12 +62,12 @@ def get_args(argv=None):
     args = p.parse_args(argv)
     if args.epochs is None:                         # the one place the preset applies: explicit flags win
         args.epochs = 2 if args.quick else 20
+    args.cfg = tm.Config(dataset=args.dataset, acts=args.acts, seeds=args.seeds, epochs=args.epochs, layers=1,
+                         batch=2048, d_model=args.d_model)                 # [SQS] A.2.1; the rest: defaults
     try:
-        args.gates = parse_acts(args.acts)
+        args.gates = tm.check_config(args.cfg)      # train_mnist's checks: one line for a bad value
     except ValueError as e:
-        p.error(f"--acts: {e}")
-    if min(args.epochs, args.seeds, args.d_model) < 1:
-        p.error("--epochs, --seeds and --d-model must be >= 1")
+        p.error(str(e))
     try:                                            # an unusable device: one line now, not a traceback later
         args.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
         torch.empty(1, device=args.device)
@@ -84,8 +83,7 @@ def fail(msg):
 # ==== Models: train the ensemble with train_mnist.py, or load its checkpoints; one dict per member
 
 def train_models(args, out):
-    cfg = tm.Config(dataset=args.dataset, acts=args.acts, seeds=args.seeds, epochs=args.epochs, layers=1,
-                    batch=2048, d_model=args.d_model)                      # [SQS] A.2.1; the rest: defaults
+    cfg = args.cfg
     try:
         data = tm.load_data(args.dataset, args.data_dir)
         net = tm.Net(args.gates, range(args.seeds), d=args.d_model, layers=1).to(args.device)

@@ -120,7 +120,8 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [(["--device", "nonsense"], "--device nonsense"), (["--epochs", "0"], ">= 1"),
-                                         (["--acts", "sqs:1,-2"], "--acts")])
+                                         (["--acts", "sqs:1,-2"], "lam"),
+                                         (["--acts", "bilinear,identity"], "twice")])
 def test_bad_flags_are_parser_errors(args, words, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         eigen.main(args + ["--out", str(tmp_path / "o")])
@@ -135,7 +136,7 @@ def test_train_then_reanalyse_the_saved_checkpoint(tmp_path, capsys):
     the model's own accuracy (k = d is the model, exactly)."""
     write_idx(tmp_path / "data")
     a, b = tmp_path / "a", tmp_path / "b"
-    eigen.main(["--data-dir", str(tmp_path / "data"), "--epochs", "2", "--d-model", "16", "--out", str(a)])
+    eigen.main(["--data-dir", str(tmp_path / "data"), "--epochs", "1", "--d-model", "16", "--out", str(a)])
     eigen.main(["--ckpt", str(a / "ckpt.pt"), "--data-dir", str(tmp_path / "data"), "--out", str(b)])
     text = capsys.readouterr().out
     ra, rb = (json.loads((o / "results.json").read_text()) for o in (a, b))
