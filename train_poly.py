@@ -11,7 +11,7 @@ H units (scalar in, scalar out) in four variants per activation sigma, each read
 The blog: gated beats plain for every n >= 2; squared is as good or better. Its rough equivalence
 sigma((w+e)x) - sigma((w-e)x) ~ 2e x sigma'(wx) (measured here as e -> 0) says a gate g acts like
 the plain activation whose derivative is g: the "integral" variant tests that. Expect gated 6-90x
-below plain at n >= 2, and relu2 ~ gated relu (the blog has relu2 ~8x lower at x^4). An exact identity
+below plain at n >= 2, and relu2 ~ gated relu (the blog has relu2 ~9x lower at x^4). An exact identity
 that tests the code, not the blog: u = w, d = b make a gated ReLU unit ReLU(z) z = ReLU(z)^2 (tests).
 
 All models train at once: every weight has a leading "model" dimension, the loss is the SUM of the
@@ -74,7 +74,7 @@ def parse_args(argv=None):
     for k, v in (DEFAULTS | (QUICK if a.quick else {})).items():     # presets fill only flags not given
         setattr(a, k, v if getattr(a, k) is None else getattr(a, k))
     try:
-        a.acts = activations.parse_acts(a.acts)
+        a.acts = list({x.spec: x for x in activations.parse_acts(a.acts)}.values())   # each once
     except ValueError as e:
         p.error(f"--acts: {e}")
     a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
