@@ -137,7 +137,8 @@ def test_train_then_reanalyse_the_saved_checkpoint(tmp_path, capsys):
     write_idx(tmp_path / "data")
     a, b = tmp_path / "a", tmp_path / "b"
     eigen.main(["--data-dir", str(tmp_path / "data"), "--epochs", "1", "--d-model", "16", "--out", str(a)])
-    eigen.main(["--ckpt", str(a / "ckpt.pt"), "--acts", "bilinear", "--data-dir", str(tmp_path / "data"), "--out", str(b)])
+    eigen.main(["--ckpt", str(a / "ckpt.pt"), "--acts", "bilinear", "--data-dir", str(tmp_path / "data"),
+                "--out", str(b)])
     text = capsys.readouterr().out
     ra, rb = (json.loads((o / "results.json").read_text()) for o in (a, b))
     kind = "bilinear vs bilinear, independent init"                     # the checkpoint's bilinear members
