@@ -306,7 +306,7 @@ def verdicts(names, steps, acc, q, r2s, dataset):
         word = ("NOT TESTED (no gate reaches it)" if min(mean) == math.inf else "HOLDS" if who == ["SQS"]
                 else "TIED" if "SQS" in who else "DOES NOT HOLD")
         out.append(f"SQS first to reach {thr:.0%}: {word} on seed means (SQS at step {str(mean[i]).replace('inf', 'never')}, earliest "
-                   f"{min(mean)}: {', '.join(who)}); SQS strictly first in {won}/{S} seeds")
+                   f"{str(min(mean)).replace('inf', 'never')}: {', '.join(who)}); SQS strictly first in {won}/{S} seeds")
     if "Bilinear" in names and "GELU" in names:
         b, g, s = (r2s[names.index(n)].mean(0) for n in ("Bilinear", "GELU", "SQS"))
         inside = ((torch.minimum(b, g) <= s) & (s <= torch.maximum(b, g))).tolist()
