@@ -35,7 +35,7 @@ reproduce: $(STAMP)
 	$(PY) kernel_sqs.py --table5 --max-size 1024     2>&1 | tee out/logs/table5.log
 	@echo; echo "== verdicts (full output in out/logs/) =="
 	@for f in train_poly mlp train_mnist eigen train_tinystories table5; do echo "-- $$f"; \
-	  grep -hE "^verdict:|^- .*(HOLDS|PARTLY|REPRODUCED|NOT TESTED|within|order)" out/logs/$$f.log || true; done
+	  grep -hE "^verdict:|^- .*(HOLDS|PARTLY|REPRODUCED|NOT TESTED|DOES NOT|within|order)|^final loss, lowest" out/logs/$$f.log || true; done
 
 clean:
 	rm -rf out __pycache__ tests/__pycache__ .pytest_cache
