@@ -186,9 +186,8 @@ class Activation:
         return self.name + "".join((":" if i == 0 else ",") + fmt(v) for i, v in enumerate(self.params.values()))
 
     def __call__(self, x):
-        if self.name == "gensilu" and x.is_cuda and USE_KERNELS and _fused("gensilu") is not None:
-            return _fused("gensilu").gensilu(x, **self.params)     # the Triton kernel (see below)
-        return self.fn(x, **self.params)
+        kernel = _fused(self.name, x, USE_KERNELS) if self.name == "gensilu" else None   # see below
+        return kernel.gensilu(x, **self.params) if kernel else self.fn(x, **self.params)
 
 
 def parse_act(spec):
@@ -231,8 +230,10 @@ def act_choices():
 USE_KERNELS = True
 
 
-def _fused(name):
-    """kernel_sqs / kernel_gensilu if triton is importable there, else None (macOS has no triton)."""
+def _fused(name, x, use_kernel):
+    """kernel_sqs / kernel_gensilu when it should run: x on CUDA, triton importable (macOS has none)."""
+    if not (use_kernel and x.is_cuda and name in ("sqs", "gensilu")):
+        return None
     try:
         module = importlib.import_module("kernel_" + name)
     except ImportError:
@@ -242,8 +243,8 @@ def _fused(name):
 
 def glu(gate, value, act, use_kernel=None):
     """act(gate) * value, gate = W_g x, value = W_v x [GLU]; on CUDA one fused kernel for sqs/gensilu."""
-    use_kernel = USE_KERNELS if use_kernel is None else use_kernel
-    if use_kernel and gate.is_cuda and act.name in ("sqs", "gensilu") and _fused(act.name) is not None:
-        return getattr(_fused(act.name), act.name + "_glu")(gate, value, **act.params)
+    kernel = _fused(act.name, gate, USE_KERNELS if use_kernel is None else use_kernel)
+    if kernel:
+        return getattr(kernel, act.name + "_glu")(gate, value, **act.params)
     return act.fn(gate, **act.params) * value
 
