@@ -99,7 +99,7 @@ def train_models(args, out):
     return (net, config), data
 
 
-def load_checkpoint(path, data_dir):
+def load_checkpoint(path, data_dir, gates):
     """-> (net, config), the test data of its dataset; one line on stderr for anything unusable."""
     if not os.path.isfile(path):
         fail(f"checkpoint not found: {path}")
@@ -107,6 +107,8 @@ def load_checkpoint(path, data_dir):
         net, cfg = tm.load_checkpoint(path)
         if cfg["layers"] != 1 or cfg["out_proj"]:
             fail(f"{path}: layers={cfg['layers']}, out_proj={cfg['out_proj']}; eigen.py needs train_mnist.py --layers 1")
+        if not {a.spec for a in net.acts} & {a.spec for a in gates}:    # checked here, before any folder exists
+            fail(f"the checkpoint holds no member with a gate in --acts {','.join(a.spec for a in gates)}")
         return (net, cfg), tm.load_data(cfg["dataset"], data_dir)
     except tm.DataError as e:                                               # its message is one line
         fail(str(e))
@@ -121,8 +123,6 @@ def members(net, gates, x):
             d, gate = net.d, GATES.get(act.spec, act.spec)
             out.append(dict(label=f"{gate} s{seed}", gate=gate, seed=seed, act=act, logits=logits[m], W_e=net.W_e[m],
                             W_g=net.W[0][m, :d], W_v=net.W[0][m, d:], W_u=net.W_u[m]))   # W[0] = [W_g; W_v]
-    if not out:
-        fail(f"the checkpoint holds no member with a gate in --acts {','.join(specs)}")
     return sorted(out, key=lambda m: (m["gate"] != "bilinear", specs.index(m["act"].spec)))
 
 
@@ -365,7 +365,7 @@ def verdicts(models, res, rows, R):
 def main(argv=None):
     args = get_args(argv)
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(args.ckpt, args.data_dir) if args.ckpt else None   # fail before creating anything
+    ckpt = load_checkpoint(args.ckpt, args.data_dir, args.gates) if args.ckpt else None  # fails before mkdir
     dataset = ckpt[0][1]["dataset"] if ckpt else args.dataset
     out = args.out or os.path.join("out", "eigen", dataset)
     try:

@@ -18,7 +18,7 @@ Table 1 and the paper's final-loss order GELU < SwiGLU < SQS < ReLU < Bilinear, 
     python train_mnist.py --quick                  # classroom run: 10k images, 4 epochs, 2 seeds
 Writes out/mnist/<dataset>/ report.md, curves.png, ckpt.pt (every member; load_checkpoint reads it).
 """
-import argparse, dataclasses, gzip, hashlib, math, os, struct, sys, time, urllib.request, zlib
+import argparse, dataclasses, gzip, hashlib, math, os, pathlib, struct, sys, time, urllib.request, zlib
 
 import numpy as np
 import torch
@@ -87,8 +87,7 @@ def read_idx(path, magic):
     """IDX file (gzip or raw) -> uint8 array. Layout: big-endian int32 magic (2051 images, 2049 labels),
     the dims as big-endian int32, (n, 28, 28) or (n,), then exactly prod(dims) bytes."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = pathlib.Path(path).read_bytes()
         raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
@@ -357,6 +356,8 @@ def load_checkpoint(path):
     """ckpt.pt -> (Net, config), read with weights_only=True; DataError (one line) if unusable."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict):                            # e.g. a bare tensor saved with torch.save
+            raise TypeError(f"it holds a {type(ck).__name__}, not a dict")
         net = Net(*(ck["config"][k] for k in ("acts", "seeds", "d_model", "layers", "out_proj")))
         net.load_state_dict(ck["state_dict"])
     except Exception as e:
@@ -364,8 +365,7 @@ def load_checkpoint(path):
     return net, ck["config"]
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = (parser := build_parser()).parse_args(argv)
     cfg = Config(**{**(QUICK if args.quick else {}), **{k: v for k, v in vars(args).items() if k in Config.__annotations__}})
     try:
         acts = check_config(cfg)

@@ -155,3 +155,7 @@ def test_train_then_reanalyse_the_saved_checkpoint(tmp_path, capsys):
         assert sorted(p.name for p in o.iterdir()) == sorted(
             ["eigenvectors.png", "overview.png", "explanations.png", "results.json"] + ["ckpt.pt"] * (o == a))
     assert text.count("\nverdict: ") >= 5 and "REPRODUCED" in text
+    with pytest.raises(SystemExit) as e:                                # no member of that gate: no folder
+        eigen.main(["--ckpt", str(a / "ckpt.pt"), "--acts", "relu", "--data-dir", str(tmp_path / "data"),
+                    "--out", str(tmp_path / "c")])
+    assert "no member" in str(e.value.code) and not (tmp_path / "c").exists()

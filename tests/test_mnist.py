@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -231,10 +232,13 @@ def test_checkpoint_round_trip_and_garbage(tmp_path):
     with torch.no_grad():
         assert torch.equal(back(x), net(x)) and c == cfg
     (tmp_path / "t.pt").write_text("not a checkpoint\n")
-    for bad in ("t.pt", "missing.pt"):
-        with pytest.raises(T.DataError) as e:
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")            # a valid torch file, but not a dict
+    for bad in ("t.pt", "missing.pt", "tensor.pt"):
+        with pytest.raises(T.DataError) as e, warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             T.load_checkpoint(str(tmp_path / bad))
         assert "\n" not in str(e.value) and bad in str(e.value)
+        assert not seen, [str(w.message) for w in seen]           # the one-line error, no warning before it
 
 
 def test_r2_exact_on_affine_maps_and_closed_forms():
