@@ -30,7 +30,7 @@ stages follow karpathy/llama2.c's tinystories.py, the MFU estimate karpathy/nano
 import argparse, heapq, http.client, json, math, os, pathlib, random, re, sys, tempfile, time, timeit, urllib.request
 from collections import Counter, defaultdict
 from functools import lru_cache, partial
-from itertools import islice
+from itertools import islice, product
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ def get_args(argv=None):
         p.add_argument("--" + k.replace("_", "-"), type=float if k == "epochs" else int, help=f"{text} "
                        f"(default {DEFAULTS[k]}, --quick {QUICK.get(k, '=')}, --paper {PAPER_SCALE.get(k, '=')})")
     p.add_argument("--acts", default="relu,gelu,swiglu,bilinear,sqs", help=activations.act_choices())
-    p.add_argument("--seed", type=int, default=0, help="initial weights and the order of the stories")
+    p.add_argument("--seeds", type=int, default=1, help="N: seeds 0..N-1 per gate (initial weights, story order)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.1, help="AdamW weight decay")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps before the cosine")
@@ -90,7 +90,7 @@ def get_args(argv=None):
         a.act_list = activations.parse_acts(a.acts)
     except ValueError as e:
         p.error(str(e))
-    sizes = (a.layers, a.d_model, a.hidden, a.heads, a.ctx, a.batch, a.steps, a.ckpt_every)
+    sizes = (a.layers, a.d_model, a.hidden, a.heads, a.ctx, a.batch, a.steps, a.ckpt_every, a.seeds)
     if a.quick and a.paper or {"steps", "epochs"} <= given or not 258 <= a.vocab <= 65535 or min(sizes) < 1 \
             or a.d_model % (2 * a.heads) or min(a.stories, a.val_stories, a.warmup, a.epochs or 1) < 0:
         p.error("--quick excludes --paper, --steps excludes --epochs; sizes >= 1, counts >= 0, "
@@ -487,7 +487,7 @@ def report(results, note, synthetic):
         (f"Validation loss / perplexity at 25/50/75/100 % of training. {note}\nPaper: Table 1 of arXiv:2509.01874 "
          "(all of TinyStories, its own tokenizer, batch 512, 3 epochs). Losses per token are NOT comparable across "
          "tokenizers; our ppl = exp(loss), the paper's is 12-14 % above exp(its loss). tok/s counts every position "
-         "(padding too); MFU = FLOP/token x tok/s / GEMM rate.\n\n" + "\n".join(rows) +
+         "(padding too); MFU = FLOP/token x tok/s / GEMM rate.\n\n" + "\n".join(dict.fromkeys(rows)) +
          f"\n\nfinal loss, lowest first: this run {order(ours)}; paper {order(paper)}\n\n" + "".join(
              f"### Sample, {s} (temperature 0.8, top-k 40, seed 0)\n\n{r['sample']}\n\n" for s, r in results.items()))
 
@@ -531,12 +531,12 @@ def main(argv=None):
         f"steps ({steps / (len(data[1]) // args.batch):.2f} epochs), {sum(map(torch.numel, probe.parameters())):,} "
         f"params, {fpt / 1e6:.1f} MFLOP/token; {world} process(es) on {device}, GEMM {rate / 1e9:,.0f} GFLOP/s each")
     results, t_data = {}, time.time() - t_start
-    for act in args.act_list:
-        model, st = train_one(args, act, args.seed, len(tok.vocab), data, val, steps, device, rank, world)
+    for act, seed in product(args.act_list, range(args.seeds)):        # one row per gate (and seed)
+        model, st = train_one(args, act, seed, len(tok.vocab), data, val, steps, device, rank, world)
         tok_s = st["tokens"] / max(st["seconds"], 1e-9)
-        results[act.spec] = dict(name=act.name, steps=steps, tok_s=tok_s, mfu=fpt * tok_s / (rate * world), **st,
-                                 sample=sample(model, tok, "once upon a time", 200, 0, args.ctx, device)
-                                 if math.isfinite(st["train_loss"][-1]) else "(diverged)")
+        results[act.spec + f" seed {seed}" * (args.seeds > 1)] = dict(name=act.name, steps=steps, tok_s=tok_s,
+            mfu=fpt * tok_s / (rate * world), **st, sample=sample(model, tok, "once upon a time", 200, 0, args.ctx,
+            device) if math.isfinite(st["train_loss"][-1]) else "(diverged)")
     if world > 1:
         dist.destroy_process_group()
     if rank == 0:

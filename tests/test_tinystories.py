@@ -269,6 +269,18 @@ def test_resume_refuses_other_settings(full_run):
     assert ck.read_bytes() == before
 
 
+def test_seeds_give_one_model_each_and_seed_0_is_the_default_run(full_run, capsys):
+    root, full = full_run
+    ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_seeds"), "--steps", str(STEPS),
+             "--seeds", "2"])
+    capsys.readouterr()
+    res = json.load(open(root / "out_seeds" / "results.json"))["results"]
+    assert sorted(res) == ["sqs:0.01,0.5,1 seed 0", "sqs:0.01,0.5,1 seed 1"]
+    assert res["sqs:0.01,0.5,1 seed 0"]["train_loss"] == full["train_loss"]       # exact: the same run
+    assert res["sqs:0.01,0.5,1 seed 1"]["train_loss"] != full["train_loss"]
+    assert (root / "out_seeds" / "report.md").read_text().count("| SQS (paper) |") == 1
+
+
 def test_ddp_two_processes_equal_one(full_run):
     root, full = full_run
     with socket.socket() as s:
@@ -302,7 +314,8 @@ def test_presets_and_explicit_flags():
     assert (a.batch, a.epochs, a.stories, a.d_model) == (512, 3.0, 0, 128)
     assert ts.get_args(["--paper", "--steps", "9"]).epochs is None
     assert ts.get_args(["--paper", "--batch", "64"]).batch == 64
-    for bad in (["--quick", "--paper"], ["--steps", "3", "--epochs", "1"], ["--acts", "nope"], ["--heads", "3"]):
+    for bad in (["--quick", "--paper"], ["--steps", "3", "--epochs", "1"], ["--acts", "nope"], ["--heads", "3"],
+                ["--seeds", "0"]):
         with pytest.raises(SystemExit):
             ts.get_args(bad)
 
