@@ -476,7 +476,7 @@ def report(results, note, synthetic):
         label = PAPER.get(r["name"], (spec,))[0]
         rows.append(f"| {label} = {spec} (this run) | " + " | ".join(cell(r["val"].get(str(m))) for m in MARKS)
                     + f" | {r['tok_s']:,.0f} | {r['mfu']:.1%} |")
-        if r["name"] in PAPER:
+        if r["name"] in PAPER and spec == [k for k, q in results.items() if q["name"] == r["name"]][-1]:
             rows.append(f"| {label} (paper) | " + " | ".join(f"{a:.4f} | {b:.4f}" for a, b in PAPER[r["name"]][1])
                         + " | - | - |")
     ours = {s: r["val"]["1.0"] for s, r in results.items() if math.isfinite(r["val"].get("1.0", math.nan))}
@@ -487,7 +487,7 @@ def report(results, note, synthetic):
         (f"Validation loss / perplexity at 25/50/75/100 % of training. {note}\nPaper: Table 1 of arXiv:2509.01874 "
          "(all of TinyStories, its own tokenizer, batch 512, 3 epochs). Losses per token are NOT comparable across "
          "tokenizers; our ppl = exp(loss), the paper's is 12-14 % above exp(its loss). tok/s counts every position "
-         "(padding too); MFU = FLOP/token x tok/s / GEMM rate.\n\n" + "\n".join(dict.fromkeys(rows)) +
+         "(padding too); MFU = FLOP/token x tok/s / GEMM rate.\n\n" + "\n".join(rows) +
          f"\n\nfinal loss, lowest first: this run {order(ours)}; paper {order(paper)}\n\n" + "".join(
              f"### Sample, {s} (temperature 0.8, top-k 40, seed 0)\n\n{r['sample']}\n\n" for s, r in results.items()))
 
@@ -535,8 +535,8 @@ def main(argv=None):
         model, st = train_one(args, act, seed, len(tok.vocab), data, val, steps, device, rank, world)
         tok_s = st["tokens"] / max(st["seconds"], 1e-9)
         results[act.spec + f" seed {seed}" * (args.seeds > 1)] = dict(name=act.name, steps=steps, tok_s=tok_s,
-            mfu=fpt * tok_s / (rate * world), **st, sample=sample(model, tok, "once upon a time", 200, 0, args.ctx,
-            device) if math.isfinite(st["train_loss"][-1]) else "(diverged)")
+            mfu=fpt * tok_s / (rate * world), **st, sample="(diverged)" if not math.isfinite(st["train_loss"][-1])
+            else sample(model, tok, "once upon a time", 200, 0, args.ctx, device))
     if world > 1:
         dist.destroy_process_group()
     if rank == 0:
