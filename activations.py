@@ -108,6 +108,22 @@ def sqs_grad(x, c=0.01, lam=0.5, p=1.0):
     return (den - (x - c * sign) * lam * p * absx.pow(p - 1) * sign) / den.square()
 
 
+# ---------------------------------------------------------------------------- sines [MLP2]
+def sin(x, k=1.0):
+    """sin(k x): amplitude 1, frequency k. [MLP2] names "high-frequency sine functions" as a way to
+    lower R^2 further, at a likely cost in trainability; mlp.py sweeps k."""
+    return torch.sin(k * x)
+
+
+def xsin(x, k=1.0):
+    """x + sin(k x): the identity plus a wiggle of amplitude 1 and frequency k (never flat on average)."""
+    return x + torch.sin(k * x)
+
+
+def check_sine(k):
+    _require(0 < k < math.inf, f"sin: frequency k must be finite and > 0, got k={k}")
+
+
 # --------------------------------------------------------------------------- Generalized SiLU [MLP2]
 # Bend the identity into a = `left` sine cycles left of 0 and b = `right` cycles right of 0 (period T,
 # amplitude T/2pi so that the slope at the joins is 1), then multiply by the sigmoid as SiLU does:
@@ -167,7 +183,9 @@ def gensilu_grad(x, left=0.0, right=0.0, period=1.0):
 # name -> (function, parameters with defaults, validator); aliases are the GLU literature's names [GLU, BIL].
 REGISTRY = {f.__name__: (f, {}, None) for f in (identity, relu, relu2, silu, silu2, gelu, igelu, tanh)} | {
     "sqs": (sqs, {"c": 0.01, "lam": 0.5, "p": 1.0}, check_sqs),
-    "gensilu": (gensilu, {"left": 0.0, "right": 0.0, "period": 1.0}, check_gensilu)}
+    "gensilu": (gensilu, {"left": 0.0, "right": 0.0, "period": 1.0}, check_gensilu),
+    "sin": (sin, {"k": 1.0}, check_sine),
+    "xsin": (xsin, {"k": 1.0}, check_sine)}
 ALIASES = {"bilinear": "identity", "swiglu": "silu", "geglu": "gelu", "reglu": "relu"}
 # "A gate becomes an activation by integration" [MLP1]: gate -> its integral (up to a constant factor).
 INTEGRAL_OF = {"relu": "relu2", "gelu": "igelu"}
@@ -185,9 +203,14 @@ class Activation:
         fmt = lambda v: f"{v:g}" if float(f"{v:g}") == v else repr(v)  # noqa: E731
         return self.name + "".join((":" if i == 0 else ",") + fmt(v) for i, v in enumerate(self.params.values()))
 
-    def __call__(self, x):
-        kernel = _fused(self.name, x, USE_KERNELS) if self.name == "gensilu" else None   # see below
-        return kernel.gensilu(x, **self.params) if kernel else self.fn(x, **self.params)
+    def __call__(self, x, use_kernel=True):
+        kernel = None
+        if self.name == "gensilu":
+            kernel = _fused(self.name, x, use_kernel)            # see below
+        if kernel:
+            FUSED_CALLS[self.name] += 1
+            return kernel.gensilu(x, **self.params)
+        return self.fn(x, **self.params)
 
 
 def parse_act(spec):
@@ -226,8 +249,10 @@ def act_choices():
 
 
 # ------------------------------------------------------------------------------------------- the GLU
-# Fused Triton kernels for sqs/gensilu run on CUDA tensors when triton imports; False: the formulas above.
-USE_KERNELS = True
+# Fused Triton kernels for sqs/gensilu run on CUDA tensors when triton imports; use_kernel=False
+# (the scripts' --no-kernels flag) runs the formulas above instead. FUSED_CALLS counts the calls that
+# did run a fused kernel, so a script can print that its fused path actually ran.
+FUSED_CALLS = {"sqs": 0, "gensilu": 0}
 
 
 def _fused(name, x, use_kernel):
@@ -241,10 +266,11 @@ def _fused(name, x, use_kernel):
     return module if module.HAVE_TRITON else None
 
 
-def glu(gate, value, act, use_kernel=None):
+def glu(gate, value, act, use_kernel=True):
     """act(gate) * value, gate = W_g x, value = W_v x [GLU]; on CUDA one fused kernel for sqs/gensilu."""
-    kernel = _fused(act.name, gate, USE_KERNELS if use_kernel is None else use_kernel)
+    kernel = _fused(act.name, gate, use_kernel)
     if kernel:
+        FUSED_CALLS[act.name] += 1
         return getattr(kernel, act.name + "_glu")(gate, value, **act.params)
     return act.fn(gate, **act.params) * value
 

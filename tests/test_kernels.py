@@ -318,11 +318,10 @@ def test_glu_on_cuda_uses_the_kernel_unless_told_not_to(spec, calls, monkeypatch
         close(act(fg).as_subclass(torch.Tensor), act.fn(g.double(), **act.params), torch.float32)
         assert calls[-1] == "gensilu"
     calls.clear()
-    activations.glu(fg, fv, act, use_kernel=False)  # the argument
-    monkeypatch.setattr(activations, "USE_KERNELS", False)  # the module switch
-    activations.glu(fg, fv, act)
-    act(fg)
-    monkeypatch.setattr(activations, "USE_KERNELS", True)
+    before = dict(activations.FUSED_CALLS)
+    activations.glu(fg, fv, act, use_kernel=False)  # what --no-kernels passes
+    act(fg, use_kernel=False)
+    assert calls == [] and activations.FUSED_CALLS == before
     for mod in (kernel_sqs, kernel_gensilu):  # as on a machine without triton
         monkeypatch.setattr(mod, "HAVE_TRITON", False)
     activations.glu(fg, fv, act)
