@@ -92,16 +92,30 @@ def random_unicode(rng, n):
     return "".join(chr(rng.choice(rng.choice(pools))) for _ in range(n))
 
 
-def test_bpe_round_trip_and_vocab_size():
+def test_bpe_round_trip_is_lowercase_and_vocab_size():
     stories = make_stories(300, 2)
     tok = ts.train_bpe(stories, 300)
     assert len(tok.vocab) == 300 and len(tok.merges) == 300 - 257
     rng = random.Random(0)
     for _ in range(200):
-        t = random_unicode(rng, rng.randint(0, 40)).lower()
+        t = random_unicode(rng, rng.randint(0, 40)) + " Once upon a Time ÉÑ"
         ids = tok.encode(t)
-        assert tok.decode(ids) == t and all(0 <= i < 300 for i in ids)
+        assert tok.decode(ids) == t.lower() and all(0 <= i < 300 for i in ids)
+    assert tok.decode(tok.encode("Once upon a Time")) == "once upon a time"   # the case is lost
     assert len(tok.encode(stories[0])) < len(stories[0].encode()) / 1.5   # merges compress the text
+
+
+def plain_merge(ids, pair, new):
+    """Replace each non-overlapping occurrence of pair, scanning left to right, by new."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
 
 
 def naive_bpe(texts, vocab_size):
@@ -116,13 +130,47 @@ def naive_bpe(texts, vocab_size):
         if not count:
             break
         merges.append(min(count, key=lambda q: (-count[q], q)))
-        seqs = {w: ts.merge(s, merges[-1], 256 + len(merges)) for w, s in seqs.items()}
+        seqs = {w: plain_merge(s, merges[-1], 256 + len(merges)) for w, s in seqs.items()}
     return merges
 
 
 def test_bpe_equal_to_naive():
     texts = make_stories(80, 3) + ["aaaa aaa a_b__c 123 4567 ñandú ñandú!!"]
     assert ts.train_bpe(texts, 330).merges == naive_bpe(texts, 330)
+
+
+def test_encode_is_canonical(tmp_path):
+    """encode equals the textbook segmentation: every merge applied once, in the order learned, on
+    the stand-in corpus at vocab 600, where merge order matters (applying the latest merge first
+    gives another segmentation for many words; the test checks that too)."""
+    train_txt, valid_txt = ts.write_synthetic(str(tmp_path), 1000)
+    tok = ts.train_bpe(list(ts.read_stories(train_txt)), 600)
+    merges = [tuple(m) for m in tok.merges]
+    new_id = {pair: 257 + i for i, pair in enumerate(merges)}
+
+    def in_rank_order(word):
+        ids = list(word.encode())
+        for pair in merges:
+            ids = plain_merge(ids, pair, new_id[pair])
+        return ids
+
+    def latest_first(word):                     # a plausible bug
+        ids = list(word.encode())
+        while True:
+            present = [pair for pair in zip(ids, ids[1:]) if pair in new_id]
+            if not present:
+                return ids
+            pair = max(present, key=new_id.get)
+            ids = plain_merge(ids, pair, new_id[pair])
+
+    texts = list(ts.read_stories(valid_txt))[:30] + ["Zorateli's 42 kites... flew__away"]
+    differ = 0
+    for text in texts:
+        words = ts.PAT.findall(text.lower())
+        want = [i for w in words for i in in_rank_order(w)]
+        assert tok.encode(text) == want
+        differ += sum(latest_first(w) != in_rank_order(w) for w in words)
+    assert differ > 20                          # the corpus tells the two orders apart
 
 
 def serve(directory, range_ok):
@@ -219,6 +267,61 @@ def test_lr_schedule_endpoints():
     assert ts.lr_at(1050, lr, warmup, steps) == pytest.approx(0, abs=1e-15)
 
 
+def test_epoch_two_starts_with_a_fresh_shuffle():
+    n, batch = 50, 8                            # 6 batches per epoch; 2 stories left out each epoch
+    per_epoch = n // batch
+    for seed in range(5):
+        ts.epoch_order.cache_clear()
+        epoch2_first = ts.batch_rows(n, batch, seed, per_epoch).tolist()   # asked first: no state
+        epoch1 = [ts.batch_rows(n, batch, seed, s).tolist() for s in range(per_epoch)]
+        epoch2 = [ts.batch_rows(n, batch, seed, s).tolist() for s in range(per_epoch, 2 * per_epoch)]
+        assert epoch2[0] == epoch2_first
+        seen1 = [i for rows in epoch1 for i in rows]
+        seen2 = [i for rows in epoch2 for i in rows]
+        assert len(set(seen1)) == len(set(seen2)) == per_epoch * batch    # no story twice an epoch
+        assert all(len(rows) == batch for rows in epoch1 + epoch2)
+        assert epoch2[0] != epoch1[0]           # not the same order again
+        order1 = seen1 + sorted(set(range(n)) - set(seen1))
+        wrapped = (order1 + order1)[per_epoch * batch:per_epoch * batch + batch]
+        assert epoch2[0] != wrapped             # not epoch 1's order continued
+        assert seen2 != seen1
+    assert ts.batch_rows(n, batch, 0, per_epoch).tolist() != ts.batch_rows(n, batch, 1, per_epoch).tolist()
+
+
+def test_evaluate_equals_per_story_masked_loss(prepared):
+    """evaluate() against each validation story run alone, cut at the context, no padding: the sum
+    of the next-token losses over all stories divided by the number of real targets."""
+    root, _ = prepared
+    args, model = tiny_model(3)
+    path = root / "data" / "tok300_valid_all.bin"
+    data = np.fromfile(path, np.uint16).astype(np.int64).tolist()
+    eots = [i for i, t in enumerate(data) if t == ts.EOT_ID]
+    total, n, lengths = 0.0, 0, []
+    for a, b in zip(eots, eots[1:]):
+        story = torch.tensor(data[a:b + 1][:33])   # <eot> story <eot>, cut to ctx + 1 tokens
+        lengths.append(b - a)
+        with torch.no_grad():
+            total += F.cross_entropy(model(story[None, :-1])[0], story[1:], reduction="sum").item()
+        n += len(story) - 1
+    assert min(lengths) < 32 < max(lengths)      # some stories padded, some cut
+    got = ts.evaluate(model, ts.load_stories(str(path)), 32, 8, "cpu")
+    assert got == pytest.approx(total / n, rel=1e-5)
+
+
+def test_lr_schedule_read_back_from_the_optimizer(full_run):
+    """The learning rate each step used, as the optimizer holds it: a linear warm-up reaching the peak
+    at its last step, then a cosine that would reach 0 one step after the last."""
+    root, res = full_run
+    peak, warmup = 3e-3, 5                      # TINY's --lr and --warmup
+    assert len(res["lr"]) == STEPS
+    assert res["lr"][0] == pytest.approx(peak / warmup)
+    assert res["lr"][warmup - 1] == pytest.approx(peak)            # the end of the warm-up
+    last = peak * (1 + math.cos(math.pi * (STEPS - 1 - warmup) / (STEPS - warmup))) / 2
+    assert res["lr"][STEPS - 1] == pytest.approx(last)
+    opt = torch.load(root / "out_full" / "ckpt_sqs_0.01_0.5_1_s0.pt", weights_only=True)["opt"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(last)     # what the last step ran with
+
+
 def test_first_loss_is_mean_over_real_tokens_of_unpadded_stories(full_run):
     """Padding is masked: the logged loss of step 1 equals, independently, the mean next-token loss of
     the initial model run on each story of the first batch alone, cut at the context, without padding."""
@@ -267,6 +370,38 @@ def test_resume_refuses_other_settings(full_run):
                  "--steps", str(STEPS + 10), "--resume"])
     assert str(e.value).startswith("error: --resume:") and f"steps {STEPS} -> {STEPS + 10}" in str(e.value)
     assert ck.read_bytes() == before
+
+
+def test_resume_from_a_corrupt_checkpoint_is_one_line_error(full_run):
+    root, _ = full_run
+    good = (root / "out_full" / "ckpt_sqs_0.01_0.5_1_s0.pt").read_bytes()
+    (root / "out_bad").mkdir()
+    ckpt = root / "out_bad" / "ckpt_sqs_0.01_0.5_1_s0.pt"
+    ckpt.write_bytes(good[:len(good) // 2])              # cut short, as by a full disk
+    r = run(["--out", "out_bad", "--steps", str(STEPS), "--resume", *TINY], root)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr     # one line, no traceback
+    assert r.stderr.startswith("error: --resume:") and str(ckpt.relative_to(root)) in r.stderr
+    assert ckpt.read_bytes() == good[:len(good) // 2]   # nothing overwritten
+    assert sorted(os.listdir(root / "out_bad")) == [ckpt.name]
+    for junk in (b"", os.urandom(2000), good[:100]):     # empty, not a checkpoint, a header only
+        ckpt.write_bytes(junk)
+        with pytest.raises(SystemExit) as e:
+            ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_bad"),
+                     "--steps", str(STEPS), "--resume"])
+        assert str(e.value).startswith("error: --resume:") and "\n" not in str(e.value)
+        assert ckpt.read_bytes() == junk
+
+
+def test_bad_settings_are_one_line_errors(tmp_path):
+    r = run(["--lr", "-1", "--synthetic", "--out", "o"], tmp_path)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --lr") and os.listdir(tmp_path) == []   # nothing written
+    for bad, flag in ((["--lr", "nan"], "--lr"), (["--wd", "-0.1"], "--wd"), (["--epochs", "0"], "--epochs"),
+                      (["--warmup", "-1"], "--warmup"), (["--vocab", "257"], "--vocab"),
+                      (["--ctx", "0"], "--ctx")):
+        with pytest.raises(SystemExit) as e:
+            ts.get_args(bad)
+        assert str(e.value).startswith("error: " + flag), (bad, str(e.value))
 
 
 def test_seeds_give_one_model_each_and_seed_0_is_the_default_run(full_run, capsys):
