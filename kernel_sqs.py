@@ -4,7 +4,8 @@ backward), and the SQS paper's Table 5 -- a 1-layer GLU timed forward + backward
 
     python kernel_sqs.py            check against activations.py (CPU: in the Triton interpreter);
                                     on CUDA then Table 5 with the fused SQS too
-    python kernel_sqs.py --table5   Table 5, eager PyTorch, any device (--max-size 1024 on a laptop)
+    python kernel_sqs.py --table5   Table 5 only: eager, torch.compile'd and (CUDA) fused layers
+                                    (--max-size 1024 on a laptop, --no-compile to skip compiling)
 
 Source: "Preserving Bilinear Weight Spectra with a Signed and Shrunk Quadratic Activation Function",
 arXiv:2509.01874: sqs (reconstructed in activations.py) and Appendix C / Table 5, where a Triton
@@ -12,19 +13,23 @@ SQS runs on par with SwiGLU. Layout after the Triton tutorials (https://triton-l
 
 Why fuse: an elementwise op is bound by memory traffic. Forward reads g, v and writes h (3 passes
 over n elements), backward reads g, v, dh and writes dg, dv (5); no kernel can do fewer than 8.
-Eager PyTorch runs sqs(g) * v as nine kernels forward and about as many backward, each reading and
-writing whole tensors, and autograd keeps several of their outputs. Why recompute: sqs(g) and sqs'(g)
-computed again in backward cost a few dozen flops per element, free next to the memory passes that
-saving them would cost; so the autograd.Function saves only its inputs g and v.
+Eager PyTorch runs sqs(g) * v as about ten kernels forward and about as many backward, each
+reading and writing whole tensors, and autograd keeps several of their outputs. Why recompute:
+sqs(g) and sqs'(g) computed again in backward cost a few dozen flops per element, free next to
+the memory passes that saving them would cost; so the autograd.Function saves only g and v.
 
 The derivative, with s = sign(g) (sign(0) = +1, as activations.sqs) and den = 1 + lam |g|^p:
-    sqs(g)  = (g - c s) / den
-    sqs'(g) = [den - (g - c s) lam p |g|^(p-1) s] / den^2 = [1 - (|g| - c) lam p |g|^(p-1) / den] / den
-since (g - c s) s = |g| - c. For p = 1 the bracket is (1 + lam c) / den: sqs'(g) = (1 + lam c) / den^2.
+    sqs(g)  = (g - c s) / den = s (|g| - c) / den
+    sqs'(g) = [den - (g - c s) lam p |g|^(p-1) s] / den^2
+            = [1 - (|g| - c) lam p |g|^(p-1) / den] / den,       since (g - c s) s = |g| - c.
+For p = 1 the bracket is (1 + lam c) / den:  sqs'(g) = (1 + lam c) / den^2.
+At g = 0 this is the slope from the right (sqs jumps by -2c there). Far out, |g| is clamped to the
+bound of activations.sqs_bound, so sqs(+-inf) = +-1/lam for p = 1 (the limit) and 0 for p > 1.
 The product rule gives the GLU's gradients: dv = dh sqs(g), dg = dh v sqs'(g).
 """
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -46,30 +51,32 @@ BLOCK = 1024  # elements per program
 
 if HAVE_TRITON:  # the kernels exist only where triton does
     @triton.jit
-    def _sqs_and_grad(g, c, lam, p, P_IS_ONE: tl.constexpr):
+    def _sqs_and_grad(g, c, lam, p, big, P_IS_ONE: tl.constexpr):
         """sqs(g) and sqs'(g) for an fp32 block g (formulas in the module docstring)."""
         s = tl.where(g >= 0, 1.0, -1.0)  # sign(0) = +1
         a = tl.abs(g)
+        a = tl.where(a > big, big, a)  # |g| <= big, as activations.sqs (NaN stays NaN)
         if P_IS_ONE:
-            den = 1.0 + lam * a
+            den = 1.0 + lam * a  # finite: big <= largest / (2 lam)
             dsqs = (1.0 + lam * c) / den / den  # two divisions: den * den can overflow fp32
         else:
             # |g|^q = 2^(q log2|g|); at g = 0: 0^p = 0, 0^(p-1) = inf (p < 1) or 0, as torch.pow
             la = tl.log2(a)
-            den = 1.0 + lam * tl.exp2(p * la)
+            den = 1.0 + lam * tl.exp2(p * la)  # inf far out for p > 1: sqs = 0 there
             dsqs = (1.0 - (a - c) * lam * p * tl.exp2((p - 1.0) * la) / den) / den
-        return (g - c * s) / den, dsqs
+            dsqs = tl.where(den > 3.4028234663852886e38, 0.0, dsqs)  # den = inf: the limit, 0
+        return s * (a - c) / den, dsqs
 
     @triton.jit
     def _sqs_glu_fwd(g_ptr,  # gate g = x W_g, n elements, fp32/fp16/bf16, contiguous
                      v_ptr,  # value v = x W_v, n elements
                      h_ptr,  # out: h = sqs(g) * v
-                     n, c, lam, p, P_IS_ONE: tl.constexpr, BLOCK: tl.constexpr):
+                     n, c, lam, p, big, P_IS_ONE: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # int64: no wrap at 2^31
         mask = offs < n  # the last block is ragged
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # fp32 math, any storage
         v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        gate, _ = _sqs_and_grad(g, c, lam, p, P_IS_ONE)  # the unused derivative is compiled away
+        gate, _ = _sqs_and_grad(g, c, lam, p, big, P_IS_ONE)  # the unused derivative: compiled away
         tl.store(h_ptr + offs, (gate * v).to(h_ptr.dtype.element_ty), mask=mask)
 
     @triton.jit
@@ -78,13 +85,13 @@ if HAVE_TRITON:  # the kernels exist only where triton does
                      dh_ptr,  # incoming gradient dL/dh
                      dg_ptr,  # out: dL/dg = dh v sqs'(g)
                      dv_ptr,  # out: dL/dv = dh sqs(g)
-                     n, c, lam, p, P_IS_ONE: tl.constexpr, BLOCK: tl.constexpr):
+                     n, c, lam, p, big, P_IS_ONE: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         dh = tl.load(dh_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        gate, dgate = _sqs_and_grad(g, c, lam, p, P_IS_ONE)  # recomputed, never saved
+        gate, dgate = _sqs_and_grad(g, c, lam, p, big, P_IS_ONE)  # recomputed, never saved
         tl.store(dg_ptr + offs, (dh * v * dgate).to(dg_ptr.dtype.element_ty), mask=mask)
         tl.store(dv_ptr + offs, (dh * gate).to(dv_ptr.dtype.element_ty), mask=mask)
 
@@ -92,9 +99,14 @@ if HAVE_TRITON:  # the kernels exist only where triton does
 def _launch(kernel, n, *args, params):
     """One program per BLOCK elements. The CPU interpreter computes in numpy, which warns about
     IEEE events (log2 0, 0 * inf in masked lanes) that a GPU performs silently: silenced."""
+    c, lam, p = params
+    if lam == 0:
+        p = 1.0  # no shrink: 1 + 0 |g|^p = 1 for every p, and p = 1 avoids 0 * inf
+    big = activations.sqs_bound(lam, p, torch.float32)  # the math is fp32
     if n > 0:
         with np.errstate(all="ignore"):
-            kernel[(triton.cdiv(n, BLOCK),)](*args, n, *params, P_IS_ONE=params[2] == 1.0, BLOCK=BLOCK)
+            grid = (triton.cdiv(n, BLOCK),)
+            kernel[grid](*args, n, c, lam, p, big, P_IS_ONE=p == 1.0, BLOCK=BLOCK)
 
 
 class SqsGlu(torch.autograd.Function):
@@ -105,18 +117,24 @@ class SqsGlu(torch.autograd.Function):
         ctx.save_for_backward(gate, value)
         ctx.params = (c, lam, p)
         h = gate.new_empty(gate.shape, dtype=torch.promote_types(gate.dtype, value.dtype))
-        _launch(_sqs_glu_fwd, h.numel(), gate.contiguous(), value.contiguous(), h, params=ctx.params)
+        _launch(_sqs_glu_fwd, h.numel(), gate.contiguous(), value.contiguous(), h,
+                params=ctx.params)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh):
         gate, value = ctx.saved_tensors
-        dg, dv = gate.new_empty(gate.shape), value.new_empty(value.shape)  # contiguous, as dh below
+        dg = gate.new_empty(gate.shape)  # contiguous, as dh below
+        dv = value.new_empty(value.shape)
         _launch(_sqs_glu_bwd, dg.numel(), gate.contiguous(), value.contiguous(), dh.contiguous(),
                 dg, dv, params=ctx.params)
         need_g, need_v = ctx.needs_input_grad[:2]
-        return (dg if need_g else None), (dv if need_v else None), None, None, None
+        if not need_g:
+            dg = None
+        if not need_v:
+            dv = None
+        return dg, dv, None, None, None
 
 
 def sqs_glu(gate, value, c=0.01, lam=0.5, p=1.0):
@@ -134,37 +152,60 @@ def sqs_glu(gate, value, c=0.01, lam=0.5, p=1.0):
 
 
 # ---------------------------------------------------------------------------- the check
+CHECK_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+CHECK_PARAMS = [(0.01, 0.5, 1.0), (-0.01, 0.5, 1.0), (0.1, 2.0, 2.0), (0.05, 0.3, 0.5)]
+
+
+def worst_error(got, want, tol):
+    """max |got - want| / (tol + tol |want|): <= 1 passes; NaN (a NaN anywhere) fails."""
+    return ((got.double() - want).abs() / (tol + tol * want.abs())).max().item()
+
+
 def check(device, n=3000):
-    """Kernel in each dtype vs activations.sqs / sqs_grad in float64 on the same rounded inputs."""
+    """Kernel in each dtype vs activations.sqs / sqs_grad in float64 on the same rounded inputs,
+    with 0, +-c, +-1e4 and +-inf (p >= 1) among them."""
     print(f"sqs_glu vs activations.py in float64, n={n}, {device}: worst |err| / (tol + tol |want|)"
-          f" (<= 1 passes)\n{'dtype':9s} {'c,lam,p':14s} {'h':>6s} {'dgate':>6s} {'dvalue':>6s}")
-    gen, ok = torch.Generator().manual_seed(0), True
-    for dtype, tol in {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}.items():
-        for c, lam, p in [(0.01, 0.5, 1.0), (-0.01, 0.5, 1.0), (0.1, 2.0, 2.0), (0.05, 0.3, 0.5)]:
-            g, v, dh = torch.randn(n, generator=gen) * 3, *torch.randn(2, n, generator=gen)
-            g[:5] = torch.tensor([0.0 if p >= 1 else 1e-3, c, -c, 1e4, -1e4])  # sqs'(0)=inf, p<1
-            g, v, dh = (t.to(device, dtype) for t in (g, v, dh))
-            gr, vr = g.clone().requires_grad_(), v.clone().requires_grad_()
+          " (<= 1 passes)")
+    print(f"{'dtype':9s} {'c,lam,p':14s} {'h':>6s} {'dgate':>6s} {'dvalue':>6s}")
+    gen = torch.Generator().manual_seed(0)
+    ok = True
+    for dtype, tol in CHECK_TOL.items():
+        for c, lam, p in CHECK_PARAMS:
+            g = torch.randn(n, generator=gen) * 3
+            v = torch.randn(n, generator=gen)
+            dh = torch.randn(n, generator=gen)
+            zero = 0.0 if p >= 1 else 1e-3  # sqs'(0) = inf for p < 1
+            far = float("inf") if p >= 1 else 6e4  # p < 1: sqs(inf) is "large", not a limit
+            g[:7] = torch.tensor([zero, c, -c, 1e4, -1e4, far, -far])
+            g, v, dh = g.to(device, dtype), v.to(device, dtype), dh.to(device, dtype)
+            gr = g.clone().requires_grad_()
+            vr = v.clone().requires_grad_()
             h = sqs_glu(gr, vr, c, lam, p)
             h.backward(dh)
             g64, v64, dh64 = g.double(), v.double(), dh.double()
-            s64, ds64 = activations.sqs(g64, c, lam, p), activations.sqs_grad(g64, c, lam, p)
-            want = (s64 * v64, dh64 * v64 * ds64, dh64 * s64)
-            errs = [((got.double() - w).abs() / (tol + tol * w.abs())).max().item()
-                    for got, w in zip((h, gr.grad, vr.grad), want)]
-            ok &= (good := all(e <= 1 for e in errs))  # a NaN fails too
-            print(f"{str(dtype)[6:]:9s} {f'{c:g},{lam:g},{p:g}':14s} "
-                  + " ".join(f"{e:6.3f}" for e in errs) + ("" if good else "  FAIL"))
+            s64 = activations.sqs(g64, c, lam, p)
+            ds64 = activations.sqs_grad(g64, c, lam, p)
+            errors = [worst_error(h, s64 * v64, tol),
+                      worst_error(gr.grad, dh64 * v64 * ds64, tol),
+                      worst_error(vr.grad, dh64 * s64, tol)]
+            good = all(e <= 1 for e in errors)  # a NaN fails too
+            ok = ok and good
+            verdict = "" if good else "  FAIL"
+            numbers = " ".join(f"{e:6.3f}" for e in errors)
+            print(f"{str(dtype)[6:]:9s} {f'{c:g},{lam:g},{p:g}':14s} {numbers}{verdict}")
     return ok
 
 
 # ----------------------------------------------------- the benchmark: Table 5 of arXiv:2509.01874
 # Table 5 times forward + backward of "a 1-layer GLU" per gate. Our reading, fp32, no biases:
 # x [B, d] -> h = act(x W_g) * (x W_v) [B, hidden] -> y = h W_o; x is data (no gradient): 3 matmuls
-# forward, 4 backward (dW_o, dh, dW_g, dW_v), 2 B d hidden flops each. PAPER rows: B, d, hidden, then
-# the times of GATES in order (the paper states neither units, likely ms, nor GPU).
+# forward, 4 backward (dW_o, dh, dW_g, dW_v), 2 B d hidden flops each. PAPER rows: B, d, hidden,
+# then the times of GATES in order (the paper states neither units, likely ms, nor GPU).
+# Beside the eager layers: the SwiGLU and SQS layers through torch.compile (its own fused kernels,
+# what a user would try before writing one), and on CUDA the layer with the fused SQS kernel.
 GATES = {"ReLU": activations.relu, "SwiGLU": activations.silu, "GELU": activations.gelu,
          "Identity": activations.identity, "SQS": activations.sqs}
+COMPILED = {"SwiGLU-c": activations.silu, "SQS-c": activations.sqs}
 PAPER = """\
  256  256  256  0.5516  0.5617  0.6310  0.4941  0.5753
  256  512  512  0.5993  0.5765  0.5934  0.4984  0.5755
@@ -184,57 +225,145 @@ PAPER = """\
 2048 2048 2048 16.8498 16.9756 16.9970 16.6761 16.0520"""
 
 
-def glu_step(x, W_g, W_v, W_o, dy, act):
+def make_layer(gate):
+    """The 1-layer GLU with this gate: y = (gate(x W_g) * (x W_v)) W_o."""
+    def layer(x, W_g, W_v, W_o):
+        g = x @ W_g  # [B, hidden]
+        v = x @ W_v  # [B, hidden]
+        return (gate(g) * v) @ W_o  # [B, d]
+    return layer
+
+
+def fused_sqs_layer(x, W_g, W_v, W_o):
+    """The same layer with h = sqs(g) * v as one fused Triton kernel."""
+    return sqs_glu(x @ W_g, x @ W_v) @ W_o
+
+
+def glu_step(layer, x, weights, dy):
     """One forward + backward of the layer, gradients into the weights' .grad."""
-    W_g.grad = W_v.grad = W_o.grad = None  # as optimizer.zero_grad(): no accumulation pass
-    g, v = x @ W_g, x @ W_v  # [B, hidden] each
-    h = act(g, v) if act is sqs_glu else act(g) * v
-    (h @ W_o).backward(dy)  # y = h W_o [B, d]
+    for W in weights:
+        W.grad = None  # as optimizer.zero_grad(): no accumulation pass
+    layer(x, *weights).backward(dy)
 
 
-def table5(device, max_size, reps):
-    """Rows of PAPER with every size <= max_size, ours above the paper's. The gates are timed in
-    turn (round robin) after one warm-up round: median times, and the median of the per-round
-    ratios SQS/SwiGLU, which load changes on a shared machine disturb least."""
-    gates = GATES | ({"SQS-Triton": sqs_glu} if device == "cuda" and HAVE_TRITON else {})
-    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
-    print(f"Table 5: 1-layer GLU fwd + bwd, fp32, ms (median of {reps}), torch {torch.__version__}, "
-          f"{torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}, threads: {torch.get_num_threads()}"
-          "; paper rows: arXiv:2509.01874, units not stated (likely ms), GPU not stated")
-    print(" ".join(f"{h:>10s}" for h in ["batch", "d", "hidden", "", *gates, "SQS/SwiGLU", "GFLOP/s"]))
+def compiled_layers(device, wanted):
+    """The torch.compile'd columns, compiled and run once on the smallest row: (layers, note).
+    Without them, layers is {} and note says why."""
+    if not wanted:
+        return {}, "not run (--no-compile)"
+    compiler = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if device == "cpu" and compiler is None:
+        return {}, "not run: no C++ compiler found (torch.compile on a CPU needs one)"
+    layers = {}
+    for name, gate in COMPILED.items():
+        layers[name] = torch.compile(make_layer(gate))
+    x, dy, weights = row_tensors(256, 256, 256, device)
+    t0 = time.perf_counter()
+    try:
+        for layer in layers.values():
+            glu_step(layer, x, weights, dy)
+    except Exception as error:  # a missing or broken compiler shows here: report it, go on
+        reason = str(error).strip().splitlines()[0][:80]
+        return {}, f"not run: torch.compile failed ({type(error).__name__}: {reason})"
+    return layers, f"compiled in {time.perf_counter() - t0:.0f} s"
+
+
+def row_tensors(B, d, hidden, device):
+    """x, dy [B, d] and the weights W_g, W_v [d, hidden], W_o [hidden, d] (gradients on)."""
+    x = torch.randn(B, d, device=device)
+    dy = torch.randn(B, d, device=device)
+    weights = []
+    for rows, cols in ((d, hidden), (d, hidden), (hidden, d)):
+        W = torch.randn(rows, cols, device=device) / rows ** 0.5
+        weights.append(W.requires_grad_())
+    return x, dy, weights
+
+
+def time_row(layers, B, d, hidden, device, reps):
+    """ms per step, [reps, columns]: the layers take turns (round robin) after one warm-up round,
+    so that a load change on a shared machine hits them alike."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    x, dy, weights = row_tensors(B, d, hidden, device)
+    times = torch.zeros(reps + 1, len(layers))  # round 0 is the warm-up
+    for r in range(reps + 1):
+        for i, layer in enumerate(layers.values()):
+            sync()
+            t0 = time.perf_counter()
+            glu_step(layer, x, weights, dy)
+            sync()
+            times[r, i] = (time.perf_counter() - t0) * 1e3
+    return times[1:]
+
+
+def print_row(values):
+    cells = []
+    for v in values:
+        if isinstance(v, float):
+            cells.append(f"{v:10.4f}")
+        else:
+            cells.append(f"{v:>10}")
+    print(" ".join(cells))
+
+
+def table5(device, max_size, reps, compile_layers=True):
+    """Rows of PAPER with every size <= max_size, ours above the paper's: median ms per column,
+    and per family (eager, compiled, Triton) the median of the per-round ratios SQS / SwiGLU."""
+    columns = {name: make_layer(gate) for name, gate in GATES.items()}
+    compiled, compile_note = compiled_layers(device, compile_layers)
+    columns |= compiled
+    if device == "cuda" and HAVE_TRITON:
+        columns["SQS-Triton"] = fused_sqs_layer
+    ratios = {"r_eager": ("SQS", "SwiGLU"), "r_compiled": ("SQS-c", "SwiGLU-c"),
+              "r_Triton": ("SQS-Triton", "SwiGLU")}
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"Table 5: 1-layer GLU fwd + bwd, fp32, ms (median of {reps}), torch {torch.__version__},"
+          f" {device_name}, threads: {torch.get_num_threads()}")
+    print(f"columns: eager PyTorch; -c: torch.compile, {compile_note}; SQS-Triton: the fused kernel"
+          " (CUDA only); r_*: SQS / SwiGLU per family (r_Triton: SQS-Triton / eager SwiGLU)")
+    print("paper rows: arXiv:2509.01874, its five columns and its ratio in the eager places;"
+          " units (likely ms), GPU and how each gate ran are not stated; '—': not run")
+    names = list(COMPILED) + ["SQS-Triton"]
+    print_row(["batch", "d", "hidden", "", *GATES, *names, *ratios, "GFLOP/s"])
     for line in PAPER.splitlines():
-        B, d, hid = map(int, line.split()[:3])
-        if max(B, d, hid) > max_size:
+        B, d, hidden = map(int, line.split()[:3])
+        if max(B, d, hidden) > max_size:
             continue
-        x, dy = torch.randn(2, B, d, device=device)
-        Ws = [(torch.randn(a, b, device=device) / a ** 0.5).requires_grad_()
-              for a, b in ((d, hid), (d, hid), (hid, d))]  # W_g, W_v, W_o
-        t = torch.zeros(reps + 1, len(gates))  # ms; round 0 is the warm-up
-        for r in range(reps + 1):
-            for i, act in enumerate(gates.values()):
-                sync()
-                t0 = time.perf_counter()
-                glu_step(x, *Ws, dy, act)
-                sync()
-                t[r, i] = (time.perf_counter() - t0) * 1e3
-        ms, ratio = t[1:].median(0).values.tolist(), (t[1:, 4] / t[1:, 1]).median().item()
+        times = time_row(columns, B, d, hidden, device, reps)
+        ms = dict(zip(columns, times.median(0).values.tolist()))
+        index = {name: i for i, name in enumerate(columns)}
+        ours = [B, d, hidden, "ours"] + [ms.get(name, "—") for name in [*GATES, *names]]
+        for top, bottom in ratios.values():
+            if top in index and bottom in index:
+                per_round = times[:, index[top]] / times[:, index[bottom]]
+                ours.append(per_round.median().item())
+            else:
+                ours.append("—")
+        ours.append(14 * B * d * hidden / ms["SwiGLU"] / 1e6)  # 7 matmuls; GFLOP/s of eager SwiGLU
         paper = [float(v) for v in line.split()[3:]]
-        for row in ([B, d, hid, "ours", *ms, ratio, 14 * B * d * hid / ms[1] / 1e6],  # 7 matmuls
-                    [B, d, hid, "paper", *paper] + [""] * (len(gates) - 5) + [paper[4] / paper[1]]):
-            print(" ".join(f"{v:10.4f}" if isinstance(v, float) else f"{v:>10}" for v in row))
+        print_row(ours)
+        print_row([B, d, hidden, "paper", *paper, "", "", "", paper[4] / paper[1]])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],  # the usage lines on top
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table5", action="store_true", help="time the paper's Table 5 layer")
-    ap.add_argument("--max-size", type=int, default=2048, help="largest Table 5 size run (1024: laptop)")
+    ap.add_argument("--table5", action="store_true",
+                    help="time the paper's Table 5 layer only, no kernel check (default: off)")
+    ap.add_argument("--max-size", type=int, default=2048,
+                    help="largest Table 5 size run (default 2048; 1024 on a laptop)")
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per row (default 5)")
-    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="leave out the torch.compile columns (default: compile them)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="auto: cuda if available, else cpu (default auto)")
     args = ap.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if (device == "cuda" and not torch.cuda.is_available()) or args.max_size < 256 or args.reps < 1:
-        ap.error("needs --max-size >= 256 (the smallest row), --reps >= 1, a CUDA GPU for --device cuda")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda needs a CUDA GPU")
+    if args.max_size < 256 or args.reps < 1:
+        ap.error("needs --max-size >= 256 (the smallest row) and --reps >= 1")
     if not args.table5:
         if not HAVE_TRITON or (device == "cpu" and not triton.knobs.runtime.interpret):
             sys.exit("error: the kernel needs triton, and on the CPU TRITON_INTERPRET=1 (set by "
@@ -242,8 +371,10 @@ def main():
         if not check(device):
             sys.exit("error: the kernel disagrees with activations.py (FAIL rows above)")
         if device == "cpu":
-            return print("\nthe kernel benchmark needs CUDA; --table5 times the eager layer here")
-    table5(device, args.max_size, args.reps)
+            print("\nthe kernel benchmark needs CUDA; --table5 times the eager and compiled layers")
+            return
+        print()
+    table5(device, args.max_size, args.reps, compile_layers=not args.no_compile)
 
 
 if __name__ == "__main__":
