@@ -6,15 +6,18 @@ h = gensilu(g) * v, each one pass forward and one pass backward.
                                  on CUDA then a forward + backward benchmark against eager PyTorch
 
 Source: Ziming Liu, "MLP 2 -- Effective linearity, Generalized SiLU" (2026),
-https://KindXiaoming.github.io/blog/2026/mlp-2/. Layout after the Triton tutorials (triton-lang.org).
+https://KindXiaoming.github.io/blog/2026/mlp-2/. Layout after the Triton tutorials
+(https://triton-lang.org).
 
 The function, with a = left cycles, b = right cycles, period T (default 1, the blog's figures):
     y(x) = x + a T  (x < -a T),   x - b T  (x > b T),   (T / 2 pi) sin(2 pi x / T)  otherwise
     gensilu(x) = y(x) s(x),   s = sigmoid,   and by the product rule with s' = s (1 - s):
     gensilu'(x) = y'(x) s + y(x) s (1 - s),   y' = 1 on the linear branches, cos(2 pi x / T) between
 (amplitude T / 2 pi cancels the chain rule's 2 pi / T); the joins -aT and bT belong to the sine
-branch, as in activations.gensilu_grad. 1 - s is computed as sigmoid(-x): in fp32, 1 - s rounds to
-0 for x > 17 and loses the digits of the y s (1 - s) term well before.
+branch, as in activations.gensilu_grad. For a fractional number of cycles y is discontinuous at
+that join, as in the blog's code (see activations.py); the kernels follow the same definition.
+1 - s is computed as sigmoid(-x): in fp32, 1 - s rounds to 0 for x > 17 and loses the digits of
+the y s (1 - s) term well before.
 
 Why fuse: an elementwise op is bound by memory traffic. gensilu reads x, writes y (2 passes over n
 elements), its backward reads x, dy, writes dx (3); the gated form moves 3 + 5. Eager PyTorch runs
@@ -46,13 +49,14 @@ BLOCK = 1024  # elements per program
 if HAVE_TRITON:  # the kernels exist only where triton does
     @triton.jit
     def _gensilu_and_grad(x, lo, hi, amp, freq):
-        """gensilu(x), gensilu'(x) for an fp32 block x; lo = -aT, hi = bT, amp = T/2pi, freq = 2pi/T."""
+        """gensilu(x), gensilu'(x) for an fp32 block x; lo = -aT, hi = bT, amp = T/2pi,
+        freq = 2pi/T."""
         linear = (x < lo) | (x > hi)
         y = tl.where(x < lo, x - lo, tl.where(x > hi, x - hi, amp * tl.sin(x * freq)))
         dy = tl.where(linear, 1.0, tl.cos(x * freq))
         t = tl.exp(-tl.abs(x))  # in (0, 1]: no overflow for any x
         s = tl.where(x >= 0, 1.0 / (1.0 + t), t / (1.0 + t))  # sigmoid(x)
-        one_minus_s = tl.where(x >= 0, t / (1.0 + t), 1.0 / (1.0 + t))  # sigmoid(-x): no cancellation
+        one_minus_s = tl.where(x >= 0, t / (1.0 + t), 1.0 / (1.0 + t))  # sigmoid(-x), no cancel
         return y * s, dy * s + y * s * one_minus_s
 
     @triton.jit
@@ -161,7 +165,8 @@ class GenSiluGlu(torch.autograd.Function):
 
 def _kernel_ready(*tensors):  # refuse what the kernels cannot take, with a one-line reason
     if {t.dtype for t in tensors} - {torch.float32, torch.float16, torch.bfloat16}:
-        raise TypeError(f"kernel_gensilu: dtypes {[t.dtype for t in tensors]}; use fp32, fp16, bf16")
+        dtypes = [t.dtype for t in tensors]
+        raise TypeError(f"kernel_gensilu: dtypes {dtypes}; use fp32, fp16, bf16")
     if not HAVE_TRITON or (tensors[0].device.type == "cpu" and not triton.knobs.runtime.interpret):
         raise RuntimeError("kernel_gensilu needs triton, and for CPU tensors TRITON_INTERPRET=1 "
                            "set before it is imported; activations.py works without either")
@@ -177,7 +182,8 @@ def gensilu(x, left=0.0, right=0.0, period=1.0):
 
 
 def gensilu_glu(gate, value, left=0.0, right=0.0, period=1.0):
-    """gensilu(gate) * value through one fused kernel; float64 or broadcasting shapes: plain PyTorch."""
+    """gensilu(gate) * value through one fused kernel; float64 or broadcasting shapes: the plain
+    PyTorch formula."""
     activations.check_gensilu(left, right, period)
     if gate.shape != value.shape or torch.float64 in (gate.dtype, value.dtype):
         return activations.gensilu(gate, left, right, period) * value
@@ -187,28 +193,40 @@ def gensilu_glu(gate, value, left=0.0, right=0.0, period=1.0):
 
 # ---------------------------------------------------------------------------- the check
 def check(device, n=3000):
-    """Both kernels in each dtype vs activations.gensilu / gensilu_grad in float64, joins included."""
+    """Both kernels in each dtype vs activations.gensilu / gensilu_grad in float64, joins
+    included."""
     print(f"gensilu vs activations.py in float64, n={n}, {device}: worst |err| / (tol + tol |want|)"
           f" (<= 1 passes)\n{'dtype':9s} {'left,right,T':14s}      y     dx      h  dgate dvalue")
-    gen, ok = torch.Generator().manual_seed(0), True
+    gen = torch.Generator().manual_seed(0)
+    ok = True
     for dtype, tol in {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}.items():
         for a, b, T in [(0.0, 0.0, 1.0), (1.0, 1.0, 1.0), (2.0, 3.0, 2 * math.pi), (0.5, 1.5, 4.0)]:
             x, v, dh = torch.randn(3, n, generator=gen)
             joins = torch.tensor([-a * T, b * T])
-            x = torch.cat([joins, joins.nextafter(joins + 1), joins.nextafter(joins - 1),
-                           torch.tensor([0.0, 20.0, -20.0, 1e4, -1e4]), x[11:] * (a + b + 1) * T])
-            x, v, dh = (t.to(device, dtype) for t in (x, v, dh))
-            xr, gr, vr = (t.clone().requires_grad_() for t in (x, x, v))
-            y, h = gensilu(xr, a, b, T), gensilu_glu(gr, vr, a, b, T)
+            special = torch.tensor([0.0, 20.0, -20.0, 1e4, -1e4])
+            spread = x[11:] * (a + b + 1) * T
+            x = torch.cat([joins, joins.nextafter(joins + 1), joins.nextafter(joins - 1), special,
+                           spread])
+            x, v, dh = x.to(device, dtype), v.to(device, dtype), dh.to(device, dtype)
+            xr = x.clone().requires_grad_()
+            gr = x.clone().requires_grad_()
+            vr = v.clone().requires_grad_()
+            y = gensilu(xr, a, b, T)
+            h = gensilu_glu(gr, vr, a, b, T)
             torch.autograd.backward([y, h], [dh, dh])
             x64, v64, dh64 = x.double(), v.double(), dh.double()
-            f64, df64 = activations.gensilu(x64, a, b, T), activations.gensilu_grad(x64, a, b, T)
-            want = (f64, dh64 * df64, f64 * v64, dh64 * v64 * df64, dh64 * f64)
-            errs = [((got.double() - w).abs() / (tol + tol * w.abs())).max().item()
-                    for got, w in zip((y, xr.grad, h, gr.grad, vr.grad), want)]
-            ok &= (good := all(e <= 1 for e in errs))  # a NaN fails too
-            print(f"{str(dtype)[6:]:9s} {f'{a:g},{b:g},{T:.4g}':14s} "
-                  + " ".join(f"{e:6.3f}" for e in errs) + ("" if good else "  FAIL"))
+            f64 = activations.gensilu(x64, a, b, T)
+            df64 = activations.gensilu_grad(x64, a, b, T)
+            pairs = [(y, f64), (xr.grad, dh64 * df64), (h, f64 * v64), (gr.grad, dh64 * v64 * df64),
+                     (vr.grad, dh64 * f64)]
+            errors = []
+            for got, want in pairs:
+                errors.append(((got.double() - want).abs() / (tol + tol * want.abs())).max().item())
+            good = all(e <= 1 for e in errors)  # a NaN fails too
+            ok = ok and good
+            verdict = "" if good else "  FAIL"
+            numbers = " ".join(f"{e:6.3f}" for e in errors)
+            print(f"{str(dtype)[6:]:9s} {f'{a:g},{b:g},{T:.4g}':14s} {numbers}{verdict}")
     return ok
 
 
@@ -217,20 +235,40 @@ def benchmark(sizes=(2 ** 16, 2 ** 20, 2 ** 24, 2 ** 26), params=(1.0, 1.0, 1.0)
     """CUDA, fp32: forward + backward, median ms from triton.testing.do_bench: fused, eager
     gensilu and eager SiLU (the cheapest smooth gate), elementwise (y) and gated (glu). GB/s
     counts the passes a fused kernel must make (5 elementwise, 8 gated)."""
-    eager = lambda x: activations.gensilu(x, *params)  # noqa: E731
-    cases = [("y", 5, [lambda x, v: gensilu(x, *params), lambda x, v: eager(x),
-                       lambda x, v: activations.silu(x)]),
-             ("glu", 8, [lambda g, v: gensilu_glu(g, v, *params), lambda g, v: eager(g) * v,
-                         lambda g, v: activations.silu(g) * v])]
-    print(f"\n{torch.cuda.get_device_name()}, gensilu{params}, fp32\n{'form':4s} {'n':>9s} "
-          + " ".join(f"{k + ' ms':>10s} {'GB/s':>6s}" for k in ("fused", "eager", "SiLU")))
+    def fused_y(x, v):
+        return gensilu(x, *params)
+
+    def eager_y(x, v):
+        return activations.gensilu(x, *params)
+
+    def silu_y(x, v):
+        return activations.silu(x)
+
+    def fused_glu(g, v):
+        return gensilu_glu(g, v, *params)
+
+    def eager_glu(g, v):
+        return activations.gensilu(g, *params) * v
+
+    def silu_glu(g, v):
+        return activations.silu(g) * v
+
+    cases = [("y", 5, [fused_y, eager_y, silu_y]), ("glu", 8, [fused_glu, eager_glu, silu_glu])]
+    print(f"\n{torch.cuda.get_device_name()}, gensilu{params}, fp32")
+    heads = " ".join(f"{name + ' ms':>10s} {'GB/s':>6s}" for name in ("fused", "eager", "SiLU"))
+    print(f"{'form':4s} {'n':>9s} {heads}")
     for form, passes, fns in cases:
         for n in sizes:
-            g, v = (torch.randn(n, device="cuda", requires_grad=True) for _ in range(2))
+            g = torch.randn(n, device="cuda", requires_grad=True)
+            v = torch.randn(n, device="cuda", requires_grad=True)
             dh = torch.randn(n, device="cuda")
-            ms = [triton.testing.do_bench(lambda f=f: f(g, v).backward(dh), grad_to_none=[g, v])
-                  for f in fns]
-            print(f"{form:4s} {n:9d} " + " ".join(f"{t:10.4f} {passes * n * 4 / t / 1e6:6.0f}" for t in ms))
+            cells = []
+            for fn in fns:
+                def step(fn=fn):
+                    fn(g, v).backward(dh)
+                ms = triton.testing.do_bench(step, grad_to_none=[g, v])
+                cells.append(f"{ms:10.4f} {passes * n * 4 / ms / 1e6:6.0f}")
+            print(f"{form:4s} {n:9d} " + " ".join(cells))
 
 
 def main():
@@ -238,7 +276,8 @@ def main():
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if not HAVE_TRITON:
-        sys.exit("error: triton is not installed (pip install triton); activations.py works without it")
+        sys.exit("error: triton is not installed (pip install triton); activations.py works "
+                 "without it")
     if not check(device):
         sys.exit("error: the kernels disagree with activations.py (FAIL rows above)")
     if device == "cpu":
