@@ -1,5 +1,6 @@
-"""Tests for kernel_sqs.py and kernel_gensilu.py: on CPU in the Triton interpreter (tests/conftest.py
-sets TRITON_INTERPRET=1 where there is no GPU), and the same tests on CUDA where there is one.
+"""Tests for kernel_sqs.py and kernel_gensilu.py: on CPU in the Triton interpreter
+(tests/conftest.py sets TRITON_INTERPRET=1 where there is no GPU), and the same tests on CUDA
+where there is one.
 
 Every kernel output is compared with activations.py evaluated in float64 on the same (already
 rounded) inputs, gradients by float64 autograd through it. Tolerances per storage dtype,
@@ -33,7 +34,8 @@ DEVICES = [pytest.param("cpu", marks=pytest.mark.skipif(not triton.knobs.runtime
                                                         reason="CPU needs TRITON_INTERPRET=1")),
            pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                          reason="no CUDA GPU"))]
-SQS_PARAMS = [(0.01, 0.5, 1.0), (-0.01, 0.5, 1.0), (0.1, 2.0, 2.0), (0.05, 0.3, 0.5), (0.2, 0.0, 1.5)]
+SQS_PARAMS = [(0.01, 0.5, 1.0), (-0.01, 0.5, 1.0), (0.1, 2.0, 2.0), (0.05, 0.3, 0.5),
+              (0.2, 0.0, 1.5)]
 GENSILU_PARAMS = [(0.0, 0.0, 1.0), (1.0, 1.0, 1.0), (2.0, 3.0, 2 * math.pi), (0.5, 1.5, 4.0)]
 BLOCK = kernel_sqs.BLOCK
 # 1 element, just below / above one block, several blocks with a ragged tail, a 3-D tensor
@@ -108,13 +110,36 @@ def test_sqs_glu_matches_float64(device, dtype, c, lam, p):
 @pytest.mark.parametrize("device", DEVICES)
 def test_sqs_at_zero_follows_the_sign_convention(device):
     """sign(0) = +1: sqs(0) = -c, sqs'(0) = 1 + lam c (p = 1), 1 (p = 2), +inf (p < 1, c > 0)."""
-    for (c, lam, p), slope in [((0.01, 0.5, 1.0), 1.005), ((0.01, 0.5, 2.0), 1.0),
-                               ((0.05, 0.3, 0.5), math.inf)]:
+    cases = [((0.01, 0.5, 1.0), 1.005), ((0.01, 0.5, 2.0), 1.0), ((0.05, 0.3, 0.5), math.inf)]
+    for (c, lam, p), slope in cases:
         g = torch.zeros(3, device=device, requires_grad=True)
         h = kernel_sqs.sqs_glu(g, torch.ones(3, device=device), c, lam, p)
         h.sum().backward()
         assert torch.all(h == torch.tensor(-c, device=device))
         assert torch.allclose(g.grad, torch.tensor(slope, device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_sqs_glu_limits_at_infinity(device, dtype):
+    """sqs(+-inf) = +-1/lam for p = 1 (lam = 0.5, and lam = 2 where 1 + lam |g| would overflow
+    fp32 near the largest float), 0 for p = 2; gradients there: dg = 0, dv = dh sqs(g). The
+    expected values are the limits written out here, not activations.py's."""
+    inf = math.inf
+    g = torch.tensor([inf, -inf, inf, -inf], device=device, dtype=dtype)
+    v = torch.tensor([1.0, 1.0, -2.0, 0.5], device=device, dtype=dtype)
+    dh = torch.tensor([1.0, -1.0, 0.5, 2.0], device=device, dtype=dtype)
+    for lam, p, limit in [(0.5, 1.0, 2.0), (2.0, 1.0, 0.5), (0.1, 2.0, 0.0)]:
+        gr = g.clone().requires_grad_()
+        vr = v.clone().requires_grad_()
+        h = kernel_sqs.sqs_glu(gr, vr, 0.01, lam, p)
+        h.backward(dh)
+        gate = torch.tensor([limit, -limit, limit, -limit], dtype=torch.float64)
+        close(h, gate * v.double().cpu(), dtype)
+        close(vr.grad, gate * dh.double().cpu(), dtype)
+        assert torch.equal(gr.grad.cpu(), torch.zeros(4, dtype=dtype))
+    huge = kernel_sqs.sqs_glu(g, v, 0.2, 0.0, 1.5)  # lam = 0: no shrink; huge (or inf), no NaN
+    assert not huge.isnan().any() and torch.equal(huge.sign(), (g * v).sign())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -172,7 +197,8 @@ def test_sqs_glu_plain_paths_and_errors():
     g, v = torch.randn(4, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
     # broadcasting shapes and float64 are served by the plain formula, with the same result
     assert torch.equal(kernel_sqs.sqs_glu(g, v), activations.sqs(g) * v)
-    assert torch.equal(kernel_sqs.sqs_glu(g, g, 0.1, 1.0, 2.0), activations.sqs(g, 0.1, 1.0, 2.0) * g)
+    want = activations.sqs(g, 0.1, 1.0, 2.0) * g
+    assert torch.equal(kernel_sqs.sqs_glu(g, g, 0.1, 1.0, 2.0), want)
     with pytest.raises(ValueError, match="lam"):
         kernel_sqs.sqs_glu(g.float(), g.float(), lam=-1.0)
     with pytest.raises(ValueError, match="exponent p"):
@@ -252,7 +278,7 @@ def test_gensilu_plain_paths_and_errors():
     assert kernel_gensilu.gensilu(x.float()).dtype == torch.float32  # default period 1
 
 
-# ------------------------------------------------------------ memory: the Functions save inputs only
+# ------------------------------------------------------- memory: the Functions save inputs only
 def saved_bytes(fn):
     """Bytes of all tensors autograd saves for backward while fn() runs."""
     total = 0
@@ -270,13 +296,27 @@ def saved_bytes(fn):
 @pytest.mark.parametrize("name", ["sqs_glu", "gensilu", "gensilu_glu"])
 def test_saves_only_inputs(name):
     g, v = (torch.randn(2048, requires_grad=True) for _ in range(2))
-    fused, eager, inputs_ = {
-        "sqs_glu": (lambda: kernel_sqs.sqs_glu(g, v), lambda: activations.sqs(g) * v, (g, v)),
-        "gensilu": (lambda: kernel_gensilu.gensilu(g, 1, 1),
-                    lambda: activations.gensilu(g, 1, 1), (g,)),
-        "gensilu_glu": (lambda: kernel_gensilu.gensilu_glu(g, v, 1, 1),
-                        lambda: activations.gensilu(g, 1, 1) * v, (g, v)),
-    }[name]
+    if name == "sqs_glu":
+        def fused():
+            return kernel_sqs.sqs_glu(g, v)
+
+        def eager():
+            return activations.sqs(g) * v
+        inputs_ = (g, v)
+    elif name == "gensilu":
+        def fused():
+            return kernel_gensilu.gensilu(g, 1, 1)
+
+        def eager():
+            return activations.gensilu(g, 1, 1)
+        inputs_ = (g,)
+    else:
+        def fused():
+            return kernel_gensilu.gensilu_glu(g, v, 1, 1)
+
+        def eager():
+            return activations.gensilu(g, 1, 1) * v
+        inputs_ = (g, v)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs_)
     assert 0 < saved_bytes(fused) <= input_bytes
     if name != "gensilu":  # (activations.gensilu alone saves one tensor, its slope, too)
@@ -297,11 +337,16 @@ class FakeCuda(torch.Tensor):
 def calls(monkeypatch):
     """Record which kernel entry points activations.py calls (and still run them)."""
     seen = []
+
+    def recorder(real, key):
+        def record(*args, **kwargs):
+            seen.append(key)
+            return real(*args, **kwargs)
+        return record
+
     for mod, name in ((kernel_sqs, "sqs_glu"), (kernel_gensilu, "gensilu_glu"),
                       (kernel_gensilu, "gensilu")):
-        real = getattr(mod, name)
-        monkeypatch.setattr(mod, name, (lambda real, key: lambda *a, **k: (
-            seen.append(key), real(*a, **k))[1])(real, name))
+        monkeypatch.setattr(mod, name, recorder(getattr(mod, name), name))
     return seen
 
 
@@ -310,12 +355,14 @@ def calls(monkeypatch):
 def test_glu_on_cuda_uses_the_kernel_unless_told_not_to(spec, calls, monkeypatch):
     act = activations.parse_act(spec)
     g, v = torch.randn(300) * 3, torch.randn(300)
-    fg, fv = g.as_subclass(FakeCuda), v.as_subclass(FakeCuda)
+    fg = g.as_subclass(FakeCuda)
+    fv = v.as_subclass(FakeCuda)
     want = act.fn(g.double(), **act.params) * v.double()
     close(activations.glu(fg, fv, act).as_subclass(torch.Tensor), want, torch.float32)
     assert calls == [act.name + "_glu"]
     if act.name == "gensilu":
-        close(act(fg).as_subclass(torch.Tensor), act.fn(g.double(), **act.params), torch.float32)
+        plain = act.fn(g.double(), **act.params)
+        close(act(fg).as_subclass(torch.Tensor), plain, torch.float32)
         assert calls[-1] == "gensilu"
     calls.clear()
     before = dict(activations.FUSED_CALLS)
@@ -352,34 +399,69 @@ def test_modules_import_and_table5_run_without_triton():
             "assert torch.equal(kernel_sqs.sqs_glu(x, x), activations.sqs(x) * x)\n"
             "try:\n    kernel_gensilu.gensilu(x.float()); sys.exit('no error')\n"
             "except RuntimeError as e:\n    assert 'needs triton' in str(e)\n"
-            "sys.argv = ['kernel_sqs.py', '--table5', '--max-size', '256', '--reps', '1']\n"
+            "sys.argv = ['kernel_sqs.py', '--table5', '--max-size', '256', '--reps', '1',"
+            " '--no-compile']\n"
             "runpy.run_path('kernel_sqs.py', run_name='__main__')\n")
     r = run(code=code)
     assert r.returncode == 0, r.stderr
-    assert "SQS-Triton" not in r.stdout and len(table_rows(r.stdout)) == 2
+    rows = table_rows(r.stdout)
+    assert len(rows) == 2 and rows[0][11] is None  # the SQS-Triton column: '—', not run
+
+
+def number(text):
+    """A table cell: a float, or None for '—' (not run)."""
+    if text == "—":
+        return None
+    return float(text)
 
 
 def table_rows(out):
-    """The numeric rows of --table5's output: [batch, d, hidden, source, numbers...]."""
-    rows = [ln.split() for ln in out.splitlines() if ln.split()[3:4] in (["ours"], ["paper"])]
-    return [[int(r[0]), int(r[1]), int(r[2]), r[3], *map(float, r[4:])] for r in rows]
+    """The numeric rows of --table5's output: [batch, d, hidden, source, cells...]."""
+    rows = []
+    for line in out.splitlines():
+        cells = line.split()
+        if cells[3:4] in (["ours"], ["paper"]):
+            rows.append([int(cells[0]), int(cells[1]), int(cells[2]), cells[3]]
+                        + [number(c) for c in cells[4:]])
+    return rows
 
 
 def test_table5_rows_and_ratios(capsys):
-    kernel_sqs.table5("cpu", max_size=256, reps=1)  # of the 16 rows, only 256 x 256 x 256 is kept
-    rows = table_rows(capsys.readouterr().out)
-    sizes = [(256, 256, 256)]
+    """Compiling is slow on a CPU, so it is left out here: its columns show '—' and the reason."""
+    kernel_sqs.table5("cpu", max_size=256, reps=1, compile_layers=False)
+    out = capsys.readouterr().out
+    assert "torch.compile, not run (--no-compile)" in out
+    rows = table_rows(out)
+    sizes = [(256, 256, 256)]  # of the 16 rows, only 256 x 256 x 256 is kept
     assert [tuple(x[:3]) for x in rows[::2]] == [tuple(x[:3]) for x in rows[1::2]] == sizes
     for ours, paper in zip(rows[::2], rows[1::2]):
-        relu, swiglu, gelu, ident, sqs, ratio, gflops = ours[4:]
+        relu, swiglu, gelu, ident, sqs = ours[4:9]
+        swiglu_c, sqs_c, triton_col, r_eager, r_compiled, r_triton, gflops = ours[9:]
         assert min(ours[4:9]) > 0
-        assert ratio == pytest.approx(sqs / swiglu, rel=1e-3)  # one round: the median is that round
+        assert swiglu_c is sqs_c is triton_col is r_compiled is r_triton is None
+        assert r_eager == pytest.approx(sqs / swiglu, rel=1e-3)  # one round: its own median
         assert gflops == pytest.approx(14 * math.prod(ours[:3]) / swiglu / 1e6, rel=1e-3)
         assert paper[9] == pytest.approx(paper[8] / paper[5], abs=1e-4)  # SQS / SwiGLU
 
 
-@pytest.mark.parametrize("args", [["--max-size", "100"], ["--reps", "0"], ["--device", "tpu"]]
-                         + [["--device", "cuda"]] * (not torch.cuda.is_available()))
+def test_table5_without_a_compiler_says_why(monkeypatch, capsys):
+    """No C++ compiler on the PATH: the compiled columns are '—' and the header names the reason
+    (nothing is compiled, so this is fast)."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    kernel_sqs.table5("cpu", max_size=256, reps=1)
+    out = capsys.readouterr().out
+    assert "no C++ compiler found" in out
+    ours = table_rows(out)[0]
+    assert ours[9] is None and ours[10] is None and ours[14] is None
+
+
+BAD_FLAGS = [["--max-size", "100"], ["--reps", "0"], ["--device", "tpu"]]
+if not torch.cuda.is_available():
+    BAD_FLAGS.append(["--device", "cuda"])
+
+
+@pytest.mark.parametrize("args", BAD_FLAGS)
 def test_bad_flags_are_one_line_errors(args, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["kernel_sqs.py", "--table5", *args])
     with pytest.raises(SystemExit) as e:
@@ -399,7 +481,10 @@ def test_scripts_check_passes_in_the_interpreter(script, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_benchmarks_run_on_cuda(capsys):
+    """On a GPU: the gensilu benchmark runs, and Table 5 has every column, compiled and fused."""
     kernel_gensilu.benchmark(sizes=(4096,))
     kernel_sqs.table5("cuda", 256, 1)
     out = capsys.readouterr().out
-    assert "SQS-Triton" in out and len(table_rows(out)) == 2
+    rows = table_rows(out)
+    assert len(rows) == 2 and "SQS-Triton" in out
+    assert None not in rows[0], out  # compiled, fused and all three ratios ran
