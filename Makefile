@@ -12,7 +12,7 @@ TINYSTORIES ?= --synthetic
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c   # a failing script stops `make reproduce` even though tee succeeds
 
-.PHONY: demo test reproduce clean
+.PHONY: demo test reproduce clean gpu-check
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -36,6 +36,12 @@ reproduce: $(STAMP)
 	@echo; echo "== verdicts (full output in out/logs/) =="
 	@for f in train_poly mlp train_mnist eigen train_tinystories table5; do echo "-- $$f"; \
 	  grep -hE "^verdict:|^- .*(HOLDS|PARTLY|REPRODUCED|NOT TESTED|DOES NOT|within|order)|^final loss, lowest" out/logs/$$f.log || true; done
+
+# On a CUDA machine: kernel tests compiled, both kernel scripts, Table 5, the --quick runs with the
+# fused kernels; logs and a summary in out/gpu/ (docs/kernels.md). Any python with torch + triton:
+# .venv/bin/python if present, else python3 (GPU_PY=... to choose); no venv install needed.
+gpu-check:
+	@.ci/gpu-check
 
 clean:
 	rm -rf out __pycache__ tests/__pycache__ .pytest_cache
