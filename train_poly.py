@@ -328,6 +328,13 @@ def fmt_list(values, spec=".3g"):
     return ", ".join(format(v, spec) for v in values)
 
 
+def fmt_read_off(value):
+    """Two significant digits, as read off a figure; whole numbers from 100 up."""
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2g}"
+
+
 def ratios(loss, act, top, bottom, targets=TARGETS[1:]):
     """loss[act, top, n] / loss[act, bottom, n] for each n; > 1 means `bottom` is lower (better)."""
     return [loss[(act, top, n)] / loss[(act, bottom, n)] for n in targets]
@@ -366,7 +373,7 @@ def headline(summary):
             cells = [fmt_loss(loss[(act, v, n)]) for v in ("plain", "squared", "gated")]
             cells += [f"{plain_gated[i]:.3g}", f"{squared_gated[i]:.3g}"]
             for blog in (blog_pg, blog_sg):
-                cells.append("–" if blog is None else f"{blog[i]:.2g}")
+                cells.append("–" if blog is None else fmt_read_off(blog[i]))
             lines.append(f"| {act} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -567,7 +574,8 @@ def parse_args(argv=None):
                    "kernels would run, i.e. CUDA with triton; to compare eager and fused "
                    "(default: kernels on)")
     p.add_argument("--quick", action="store_true",
-                   help=f"classroom run: {QUICK} (default off); explicit flags win")
+                   help=f"classroom run: {QUICK['seeds']} seed, {QUICK['steps']} steps "
+                   "(default off); explicit flags win")
     return p.parse_args(argv)
 
 
