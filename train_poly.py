@@ -404,7 +404,7 @@ def verdict_gated(loss, act):
 
 
 def verdict_squared(loss, act):
-    """"sometimes even better than gated": squared below gated at one n or more."""
+    """The blog's "sometimes even better than gated": squared below gated at one n or more."""
     factors = ratios(loss, act, "squared", "gated")
     better_at = [f"x^{n}" for n, f in zip(TARGETS[1:], factors) if f < 1]
     if better_at:
@@ -451,44 +451,64 @@ def verdict_distance(loss):
         for n in TARGETS:
             if (act, variant, n) in loss:
                 decades.append(abs(math.log10(loss[(act, variant, n)] / blog[n - 1])))
+    if not decades:
+        return None
+    line = (f"distance to the blog's read-off values: mean |log10(ours/blog)| = "
+            f"{np.mean(decades):.2f} decades over {len(decades)} cells")
     same_order = []
     for act in ("relu", "silu"):
         for n in (3, 4):
             if all((act, v, n) in loss for v in ("squared", "gated", "plain")):
                 squared, gated, plain = [loss[(act, v, n)] for v in ("squared", "gated", "plain")]
                 same_order.append(squared < gated < plain)
-    if not decades:
-        return None
-    return (f"distance to the blog's read-off values: mean |log10(ours/blog)| = "
-            f"{np.mean(decades):.2f} decades over {len(decades)} cells; its order "
-            f"squared < gated < plain at x^3, x^4 in {sum(same_order)}/{len(same_order)} cells")
+    if same_order:
+        line += (f"; its order squared < gated < plain at x^3, x^4 in "
+                 f"{sum(same_order)}/{len(same_order)} cells")
+    return line
 
 
 def verdicts(summary):
     """The blog's claims at n = 2..4 from the medians of the final training loss, one line each;
-    each group of lines is preceded by the blog's sentence and the test applied to it."""
+    each group of lines follows the blog's sentence and the test applied to it."""
     loss = {key: cell["train"] for key, cell in summary.items()}
     acts = list(dict.fromkeys(key[0] for key in loss))
 
     def has(act, *variants):
         return all((act, v, 2) in loss for v in variants)
 
-    out = [f"The blog: \"{SAYS_GATED}\"",
-           "Test: plain/gated > 1 at each of x^2, x^3, x^4 (final training loss, median of seeds)."]
-    out += ["- " + verdict_gated(loss, a) for a in acts if has(a, "plain", "gated")]
-    out += [f"The blog: \"{SAYS_SQUARED}\"",
-            "Test of \"sometimes even better than gated\": squared/gated < 1 at one n or more of "
-            "2..4; \"strong performance\" is not defined, so plain/squared is printed beside it."]
-    out += ["- " + verdict_squared(loss, a) for a in acts if has(a, "squared", "gated")]
-    out += [f"The blog: \"{SAYS_INTEGRAL}\"",
-            "Test (new; 3x is our tolerance): plain ∫σ within 3x of gated σ at each of x^2..x^4."]
-    out += ["- " + verdict_integral(loss, a) for a in acts if has(a, "plain", "gated", "integral")]
+    gated = ["- " + verdict_gated(loss, a) for a in acts if has(a, "plain", "gated")]
+    squared = ["- " + verdict_squared(loss, a) for a in acts if has(a, "squared", "gated")]
+    ranking = []
     for act in acts:
         for n in TARGETS[2:]:
-            out.append("- " + verdict_order(loss, act, n))
+            ranking.append("- " + verdict_order(loss, act, n))
     distance = verdict_distance(loss)
     if distance is not None:
-        out.append("- " + distance)
+        ranking.append("- " + distance)
+    integral = []
+    for act in acts:
+        if has(act, "plain", "gated", "integral"):
+            integral.append("- " + verdict_integral(loss, act))
+    out = []
+    if gated:
+        out.append(f"The blog: \"{SAYS_GATED}\"")
+        out.append("Test: plain/gated > 1 at each of x^2, x^3, x^4 (final training loss, "
+                   "median of seeds).")
+        out += gated
+    if squared:
+        out.append(f"The blog: \"{SAYS_SQUARED}\"")
+        out.append("Test of \"sometimes even better than gated\": squared/gated < 1 at one n or "
+                   "more of 2..4; \"strong performance\" is not defined, so plain/squared is "
+                   "printed beside it.")
+        out += squared
+    out.append("The blog's figure, read off: squared < gated < plain at x^3 and x^4 for ReLU and "
+               "SiLU. Ours, every variant ranked by final training loss:")
+    out += ranking
+    if integral:
+        out.append(f"The blog: \"{SAYS_INTEGRAL}\"")
+        out.append("Test (new; 3x is our tolerance): plain ∫σ within 3x of gated σ at each of "
+                   "x^2..x^4.")
+        out += integral
     return out
 
 
