@@ -64,15 +64,16 @@ def gelu(x):
 #   so int t Phi = 1/2 [(t^2 - 1) Phi + t phi] + const, which is -1/4 at t = 0. Check:
 #   d/dx 1/2 [(x^2 - 1) Phi + x phi] = 1/2 [2x Phi + (x^2 - 1) phi + phi - x^2 phi] = x Phi = gelu.
 # Far out the formula meets inf * 0: x^2 Phi(x) once x^2 overflows (float32: |x| > 1.8e19) while
-# Phi(x) = 0 for x << 0, and x phi(x) at x = +-inf. Both terms are below 1e-300 there (Phi(-40)
-# ~ 4e-350), so x is clamped to [-40, inf) and, in the x phi term, to [-40, 40]: igelu(x) = 1/4 to
-# every digit for x < -40, and (x/2) x overflows only where x^2/2 itself does. Phi is
-# torch.special.ndtr, accurate in the left tail where 1 + erf(x/sqrt 2) cancels.
+# Phi(x) = 0 for x << 0, x phi(x) at x = +-inf, and in the gradient x^2 phi(x). Beyond |x| = 40
+# Phi is 0 or 1 and phi is 0 to every digit (Phi(-40) ~ 4e-350), so x is clamped to [-40, inf)
+# (igelu(x) = 1/4 for x < -40) and, inside Phi and phi, to [-40, 40]; (x/2) x then overflows only
+# where x^2/2 itself does. Phi is torch.special.ndtr, accurate in the left tail where
+# 1 + erf(x/sqrt 2) cancels.
 def igelu(x):
     """integral_0^x gelu: ~ x^2/2 for x >> 0, -> 1/4 for x << 0. The plain twin of GEGLU's gate."""
     t = x.clamp(min=-40.0)
     u = t.clamp(max=40.0)
-    cdf = torch.special.ndtr(t)
+    cdf = torch.special.ndtr(u)
     pdf = torch.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
     half_square = 0.5 * t * t                   # (t/2) t: overflows only where x^2/2 does
     return (half_square - 0.5) * cdf + 0.5 * u * pdf + 0.25
