@@ -9,15 +9,16 @@ that turns a command-line spec ("gensilu:1,1", "sqs:0.01,0.5,1", "swiglu") into 
 [SQS]  arXiv:2509.01874 (Signed Quadratic Shrink)      [BIL] arXiv:2410.08417 (Pearce et al.)
 [GLU]  arXiv:2002.05202 (Shazeer, GLU variants)
 
-Plain vs gated: a plain unit computes sigma(w x), a gated (GLU) unit sigma'(w_g x) * (w_v x).
-[MLP1]'s rough equivalence starts from a Taylor expansion (the eps^2 terms cancel):
-    sigma((w+eps)x) - sigma((w-eps)x) = 2 eps x sigma'(wx) + O(eps^3).
-Two plain sigma-units with weights w + eps and w - eps thus make, to first order in eps, one gated
-unit with gate sigma' (and value x). So a gated unit with gate sigma' behaves roughly like a plain
-unit with activation sigma -- a first-order statement about pairs of units, not a pointwise
-identity between the functions. Read backwards: a gate g acts roughly like its integral used as a
-plain activation (INTEGRAL_OF below). One case is exact: with tied weights, ReLU(z) * z = ReLU(z)^2
-for every z, so a tied ReLU-gated unit IS a ReLU^2 unit.
+Plain vs gated: a plain unit computes sigma(w x), a gated (GLU) unit g(w_g x) * (w_v x), with a
+gate function g. [MLP1]'s rough equivalence starts from a Taylor expansion (eps^2 terms cancel):
+    sigma((w+eps)x) - sigma((w-eps)x) = 2 eps x sigma'(wx) + O(eps^3):
+the difference of two plain sigma-units (weights w +- eps) is, to first order in eps, a gated unit
+with gate g = sigma' and value 2 eps x. [MLP1] reads this as a rough "equivalence" between sigma(x)
+and x sigma'(x): a gated unit with gate sigma' behaves roughly like a plain unit with activation
+sigma -- a first-order statement about units, not a pointwise identity between the functions.
+Read backwards: a gate g acts roughly like its integral used as a plain activation (INTEGRAL_OF
+below). One case is exact: with tied weights, ReLU(z) * z = ReLU(z)^2 for every z, so a tied
+ReLU-gated unit IS a ReLU^2 unit.
 """
 import importlib
 import math
