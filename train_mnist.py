@@ -214,7 +214,9 @@ def train(net, data, cfg, progress=False):
     """Train net in place with [BIL]'s recipe -> dict of test curves [T, M] and timings. Seed s's own
     generator draws its shuffles, noise masks and noise: a member trained alone is the same member."""
     dev = net.W_e.device
-    n = cfg.train_subset or len(data["train_x"])
+    n = len(data["train_x"])
+    if cfg.train_subset:
+        n = min(n, cfg.train_subset)
     x_uint8 = data["train_x"][:n]
     steps = n // cfg.batch                                   # drop_last
     if steps == 0:

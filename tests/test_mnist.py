@@ -158,20 +158,33 @@ def small(seed=0, n_train=300, n_test=60):
 
 def reference_run(act, seed, data, cfg):
     """One model, written independently with nn.Linear, trained on the documented data stream:
-    generator 10000 + seed draws per epoch a permutation, then per batch a noise mask and the noise."""
+    generator 10000 + seed draws per epoch a permutation, then per batch a noise mask and the noise.
+    Initial weights: generator `seed` draws W_e, the GLU layers, the output projections (if any),
+    W_u, in that order. --input standard: pixels / 255 standardised by the training set's mean/std."""
     gen, d = torch.Generator().manual_seed(seed), cfg.d_model
-    init = lambda o, i: nn_linear((torch.rand(o, i, generator=gen) * 2 - 1) / math.sqrt(i))
-    W_e, W, W_u = init(d, 784), [init(2 * d, d) for _ in range(cfg.layers)], init(10, d)
-    params = [W_e.weight] + [w.weight for w in W] + [W_u.weight]
+
+    def init(rows, cols):
+        return nn_linear((torch.rand(rows, cols, generator=gen) * 2 - 1) / math.sqrt(cols))
+    W_e = init(d, 784)
+    W = [init(2 * d, d) for _ in range(cfg.layers)]
+    W_o = [init(d, d) for _ in range(cfg.layers)] if cfg.out_proj else []
+    W_u = init(10, d)
+    params = [W_e.weight] + [w.weight for w in W] + [w.weight for w in W_o] + [W_u.weight]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
-    data_gen, B, x_all = torch.Generator().manual_seed(10_000 + seed), cfg.batch, data["train_x"].float() / 255
+    pixels = data["train_x"].double() / 255
+    mean, std = (pixels.mean(), pixels.std()) if cfg.input == "standard" else (0.0, 1.0)
+    data_gen, B = torch.Generator().manual_seed(10_000 + seed), cfg.batch
+    x_all = ((data["train_x"].float() / 255 - float(mean)) / float(std))
+    x_test = ((data["test_x"].float() / 255 - float(mean)) / float(std))
 
     def forward(x):
         h = W_e(x)
-        for w in W:
+        for l, w in enumerate(W):
             z = w(h)
             h = act(z[:, :d]) * z[:, d:]
+            if W_o:
+                h = W_o[l](h)
         return W_u(h)
     losses = []
     for _ in range(cfg.epochs):
@@ -187,7 +200,7 @@ def reference_run(act, seed, data, cfg):
             opt.step()
         sched.step()
         with torch.no_grad():
-            losses.append(F.cross_entropy(forward(data["test_x"].float() / 255), data["test_y"]).item())
+            losses.append(F.cross_entropy(forward(x_test), data["test_y"]).item())
     return losses, params
 
 
@@ -197,24 +210,42 @@ def nn_linear(w):
     return lin
 
 
-def test_ensemble_train_equals_independent_single_model_loops():
-    data, cfg = small(), T.Config(seeds=2, epochs=3, batch=64, d_model=16, noise_prob=0.5, lr=3e-3)
-    acts = A.parse_acts("relu,sqs,bilinear")
-    net = T.Net(acts, [0, 1], d=16)
+def check_against_reference(acts, cfg, seeds):
+    data = small()
+    net = T.Net(acts, seeds, d=cfg.d_model, layers=cfg.layers, out_proj=cfg.out_proj)
     res = T.train(net, data, cfg)
-    assert res["step"] == [3, 4, 6, 8, 9, 12]              # 4 steps per epoch (drop_last): epoch ends + quarters
-    ends = [res["step"].index(s) for s in (4, 8, 12)]
+    ends = [res["step"].index(e * res["steps_per_epoch"]) for e in range(1, cfg.epochs + 1)]
     for g, act in enumerate(acts):
-        for s in (0, 1):
-            losses, params = reference_run(act, s, data, cfg)
-            m = g * 2 + s
+        for k, seed in enumerate(seeds):
+            losses, params = reference_run(act, seed, data, cfg)
+            m = g * len(seeds) + k
             torch.testing.assert_close(res["test_loss"][ends, m], torch.tensor(losses, dtype=torch.float64),
                                        rtol=2e-4, atol=2e-5)
             torch.testing.assert_close(net.W_e[m], params[0], rtol=1e-3, atol=2e-5)
             torch.testing.assert_close(net.W_u[m], params[-1], rtol=1e-3, atol=2e-5)
+            if cfg.out_proj:
+                torch.testing.assert_close(net.W_o[0][m], params[1 + cfg.layers], rtol=1e-3, atol=2e-5)
+    return net, res
+
+
+def test_ensemble_train_equals_independent_single_model_loops():
+    cfg = T.Config(seeds=2, epochs=3, batch=64, d_model=16, noise_prob=0.5, lr=3e-3)
+    acts = A.parse_acts("relu,sqs,bilinear")
+    net, res = check_against_reference(acts, cfg, [0, 1])
+    assert res["step"] == [3, 4, 6, 8, 9, 12]              # 4 steps per epoch (drop_last): epoch ends + quarters
     # A member alone is bit-for-bit the member inside the ensemble (its seed alone fixes init and data).
     one = T.Net([acts[1]], [1], d=16)
+    data = small()
     assert torch.equal(T.train(one, data, dataclasses.replace(cfg, seeds=1))["test_loss"][:, 0], res["test_loss"][:, 3])
+
+
+def test_standard_input_and_output_projection_equal_the_reference_loop():
+    cfg = T.Config(seeds=1, epochs=2, batch=64, d_model=16, lr=3e-3, input="standard", out_proj=True)
+    net, res = check_against_reference(A.parse_acts("gelu,sqs"), cfg, [3])
+    pixels = small()["train_x"].double() / 255
+    assert abs(res["input_mean"] - pixels.mean().item()) < 1e-12
+    assert abs(res["input_std"] - pixels.std().item()) < 1e-12
+    assert res["input_std"] > 0.1                          # the toy images are far from constant
 
 
 def test_gates_of_a_seed_share_their_initial_weights_and_seeds_differ():
@@ -258,26 +289,87 @@ def test_r2_exact_on_affine_maps_and_closed_forms():
     assert math.isnan(T.r2(x, torch.full((500, 4), float("nan"))))
 
 
-def test_verdicts_say_ties_and_count_seeds():
-    names, steps = ["GELU", "SQS"], [1, 2, 3, 4]
-    acc = np.zeros((4, 2, 2))
-    acc[:, 0] = [[.5, .5], [.82, .79], [.86, .86], [.88, .88]]   # GELU
-    acc[:, 1] = [[.5, .5], [.79, .83], [.87, .84], [.95, .95]]   # SQS
-    q = np.stack([np.stack([1 - acc[t], acc[t]]) for t in range(4)])
-    lines = T.verdicts(names, steps, acc, q, torch.zeros(2, 2, 1), "fashion")
-    get = lambda thr: next(v for v in lines if f"reach {thr}" in v)
-    assert "TIED" in get("80%") and "strictly first in 1/2 seeds" in get("80%")     # both means reach it at step 2
-    assert "TIED" in get("85%") and "strictly first in 0/2 seeds" in get("85%")     # step 3; per seed a tie, a loss
-    assert "HOLDS" in get("90%") and "strictly first in 2/2 seeds" in get("90%")
+# ------------------------------------------------------------------------------- the verdicts
+def curves(gelu, sqs):
+    """acc [T, 2, S] from per-seed accuracy curves of GELU and SQS (lists of T rows of S values)."""
+    acc = np.zeros((len(gelu), 2, len(gelu[0])))
+    acc[:, 0] = gelu
+    acc[:, 1] = sqs
+    return acc
 
 
+def first(acc, thr, dataset="fashion"):
+    return T.verdict_first_to_reach(["GELU", "SQS"], [10, 20, 30, 40], acc, thr, dataset)
+
+
+def test_first_to_reach_sqs_first_tied_and_behind():
+    gelu = [[.50, .50], [.79, .81], [.86, .83], [.88, .88]]
+    sqs = [[.50, .50], [.81, .79], [.87, .86], [.88, .88]]
+    acc = curves(gelu, sqs)
+    verdict, line = first(acc, 0.80)                       # seed means .80 and .80 at step 20: a tie
+    assert verdict == "TIED" and "step 20" in line and "alone first in 1/2 seeds" in line
+    verdict, line = first(acc, 0.85)                       # SQS mean .865 at step 30, GELU .85: SQS first
+    assert verdict == "HOLDS" and "step 30: SQS;" in line and "alone first in 1/2 seeds" in line
+    verdict, line = first(curves(sqs, gelu), 0.85)         # the roles swapped: GELU first
+    assert verdict == "DOES NOT HOLD" and "step 30: GELU;" in line and "0/2 seeds" in line
+
+
+def test_first_to_reach_never_reached():
+    acc = curves([[.5], [.7], [.8], [.86]], [[.5], [.6], [.8], [.85]])
+    verdict, line = first(acc, 0.90, "fashion")            # Table 1's FMNIST rows stop at .8681 too
+    assert verdict == "NOT TESTED" and "cannot be tested on this dataset" in line
+    assert "best GELU 0.8600" in line
+    verdict, line = first(acc, 0.90, "mnist")              # MNIST rows reach 90 %: only this run cannot
+    assert verdict == "NOT TESTED" and "cannot be tested" not in line and "in this run" in line
+
+
+def test_on_par_inside_and_outside_the_tolerance():
+    names = ["GELU", "SQS"]
+    inside = np.array([[.860, .862, .861], [.857, .858, .859]])       # GELU 0.30 pt above SQS
+    verdict, (definition, line) = T.verdict_on_par(names, inside, "fashion")
+    assert verdict == "HOLDS" and "on par" in definition and "0.65 pt" in definition
+    assert "GELU +0.30 pt" in line
+    outside = np.array([[.870, .871, .869], [.858, .859, .857]])      # 1.20 pt, seeds agree
+    verdict, (definition, line) = T.verdict_on_par(names, outside, "fashion")
+    assert verdict == "DOES NOT HOLD" and "GELU +1.20 pt" in line and "not on par" in line
+    noisy = np.array([[.870, .850, .890], [.858, .859, .857]])        # same mean gap, seeds disagree
+    assert T.verdict_on_par(names, noisy, "fashion")[0] == "HOLDS"
+
+
+def test_lowest_final_loss_and_below_rivals():
+    names = ["ReLU", "GELU", "Bilinear", "SQS"]
+    final = np.array([[.50, .52], [.36, .37], [.55, .56], [.39, .38]])
+    verdict, line = T.verdict_lowest_final_loss(names, final, "fashion")
+    assert verdict == "DOES NOT HOLD" and "lowest other GELU 0.3650" in line
+    assert "does not satisfy" in line and "0.3890" in line and "0.3599" in line   # Table 1, FMNIST
+    final[3] = [.30, .31]
+    assert T.verdict_lowest_final_loss(names, final, "fashion")[0] == "HOLDS"
+    q_loss = np.zeros((4, 4, 2))
+    q_loss[:, 0] = .6                                      # ReLU
+    q_loss[:, 2] = [[.5, .5], [.5, .5], [.5, .5], [.5, .3]]   # Bilinear: below SQS at 100 % in seed 1
+    q_loss[:, 3] = .45                                     # SQS
+    verdict, line = T.verdict_below(names, q_loss, "ReLU", "fashion")
+    assert verdict == "HOLDS" and "4/4 checkpoints" in line and "2/2 seeds" in line
+    verdict, line = T.verdict_below(names, q_loss, "Bilinear", "fashion")
+    assert verdict == "DOES NOT HOLD" and "3/4 checkpoints" in line and "1/2 seeds" in line   # .40 < .45
 def test_cli_end_to_end_flags_win_over_quick(tmp_path):
     write_dataset(str(tmp_path / "d"), toy(600, 100))
     rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--quick", "--epochs",
                            "2", "--seeds", "1", "--batch", "100", "--d-model", "16", "--acts", "bilinear,sqs")
     assert rc == 0, err
     assert "| SQS | ours |" in out and "| | paper |" in out and "R^2" in out and "GEMM" in out
+    assert "time: matmuls" in out and "fused kernel calls" not in out        # CPU: no kernel line
     assert sorted(os.listdir(tmp_path / "o")) == ["ckpt.pt", "curves.png", "report.md"]
     net, c = T.load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))
     assert (c["epochs"], c["seeds"], c["train_subset"], c["acts"]) == (2, [0], 10_000, ["identity", "sqs:0.01,0.5,1"])
     assert c["step"][-1] == 12 and net.M == 2
+
+
+def test_every_flag_has_a_help_text_with_its_default():
+    r = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COLUMNS": "200"})
+    blocks = r.stdout.split("\n  --")[1:]                    # one block per option, after the usage
+    flags = [b.split()[0] for b in blocks]
+    assert "no-kernels" in flags and "device" in flags and "d-model" in flags and len(blocks) >= 19
+    for block in blocks:
+        assert "default" in block, block
