@@ -9,16 +9,16 @@ Function", arXiv:2509.01874 (4.2.1, Table 1, A.2.2). [BIL] Pearce, Dooms, Rigg, 
 https://github.com/tdooms/bilinear-decomposition (src/image/), which fills what A.2.2 leaves open.
 
 The SQS formula is not in the paper's text. Ours, sqs(x) = (x - c sign x) / (1 + lam |x|^p) with
-c = 0.01, lam = 0.5, p = 1 (activations.py), is a reconstruction; `--acts sqs:0.01,0.25,1` etc. move lam.
+c = 0.01, lam = 0.5, p = 1 (activations.py), is a reconstruction; `--acts sqs:0.01,0.25,1` sets lam.
 
-All gates x seeds train as ONE network whose weights carry a leading member dimension (torch.bmm). A
-seed fixes a member's initial weights and its data stream for every gate alike, so gates are compared
+All gates x seeds train as ONE network whose weights carry a leading member dimension (torch.bmm).
+A seed fixes a member's initial weights and its data stream for every gate alike: gates are compared
 paired. Printed: our table beside the paper's, one verdict per claim of the paper (quoted), each
 layer's effective linearity R^2 (new, not a claim of the paper), and where the time went.
-Expected on Fashion-MNIST: every gate 1-2 pt of accuracy below Table 1 with the paper's final-loss
-order GELU < SwiGLU < SQS < ReLU < Bilinear; SQS below ReLU and Bilinear at every checkpoint, but not
-the first to 80 % or 85 %, not the lowest final loss (nor in the paper's own table), and its layers are
-the most linear of all five gates.
+Expected on Fashion-MNIST: every gate 1-2 pt of accuracy below Table 1, with the paper's final-loss
+order GELU < SwiGLU < SQS < ReLU < Bilinear; SQS below ReLU and Bilinear at every checkpoint, but
+not the first to 80 % or 85 %, not the lowest final loss (nor in the paper's own table), and its
+layers the most linear of all five gates.
 
     python train_mnist.py --dataset fashion   # Table 1, Fashion-MNIST (MNIST: --dataset mnist)
     python train_mnist.py --quick             # classroom run: 10k images, 4 epochs, 2 seeds
@@ -43,11 +43,11 @@ import torch.nn.functional as F
 
 import activations as A
 
-
 # ==== CONFIG
-# [SQS] A.2.2 states: 2 layers, model dim 128, input noise std 1.0, AdamW lr 1e-3 with weight decay
-# 0.1, batch 512, cosine annealing, 20 epochs, "average over 5 runs". "We follow Pearce et al." is said
-# for section 4.1 only; reading it for 4.2 too, [BIL]'s code fixes the rest ("BIL code" below).
+# [SQS] A.2.2 states: 2 layers, model dim 128, input noise std 1.0, AdamW lr 1e-3 with weight
+# decay 0.1, batch 512, cosine annealing, 20 epochs, "average over 5 runs". "We follow Pearce et
+# al." is said for section 4.1 only; reading it for 4.2 too, [BIL]'s code fixes the rest (below:
+# "BIL code").
 @dataclasses.dataclass
 class Config:
     dataset: str = "fashion"       # fashion | mnist
@@ -60,13 +60,12 @@ class Config:
     lr: float = 1e-3               # A.2.2
     wd: float = 0.1                # A.2.2
     noise_std: float = 1.0         # A.2.2
-    noise_prob: float = 0.5        # BIL code: kornia's RandomGaussianNoise, default p = 0.5 per image
+    noise_prob: float = 0.5        # BIL code: kornia's RandomGaussianNoise, default p = 0.5
     input: str = "pixels01"        # BIL code: x / 255 | standard: (x / 255 - mean) / std (ours)
-    out_proj: bool = False         # BIL code: no W_o after the gated product | True: ours, an ablation
+    out_proj: bool = False         # BIL code: no W_o after the gated product | True: our ablation
     train_subset: int = 0          # use only the first N training images (0 = all)
 # Also from BIL code: no biases, nn.Linear's init, no residual, shuffled batches with drop_last, the
 # cosine schedule stepped once per epoch. Our reading: the SQS formula; the same pipeline for 4.2.
-
 
 QUICK = {"train_subset": 10_000, "epochs": 4, "seeds": 2}   # --quick; flags given explicitly win
 HELP = {
@@ -86,12 +85,11 @@ HELP = {
     "train_subset": "train on the first N images only (0 = all)",
 }
 
-
 # ==== The model: every weight has a leading member dimension M = G gates x S seeds
 class Net(torch.nn.Module):
-    """Member m = g*S + s (gate-major) uses gate acts[g] and starts from seed seeds[s]'s draw. Weights
-    in nn.Linear's [out, in] layout, no biases: W_e [M, d, 784]; W[l] [M, 2d, d] (rows :d are W_g,
-    rows d: are W_v); W_o[l] [M, d, d] only with out_proj; W_u [M, 10, d]."""
+    """Member m = g*S + s (gate-major) uses gate acts[g] and starts from seed seeds[s]'s draw.
+    Weights in nn.Linear's [out, in] layout, no biases: W_e [M, d, 784]; W[l] [M, 2d, d] (rows :d
+    are W_g, rows d: are W_v); W_o[l] [M, d, d] only with out_proj; W_u [M, 10, d]."""
 
     def __init__(self, acts, seeds, d=128, layers=2, out_proj=False, use_kernel=True):
         super().__init__()
@@ -156,18 +154,16 @@ class Net(torch.nn.Module):
 
     def matmul_flops(self, batch):
         """Matmul FLOPs of one training step: the forward does 2*B*out*in per matrix; the backward
-        the same for each weight gradient and each input gradient, except W_e's (pixels need none)."""
+        the same for each weight gradient and each input gradient, except W_e's (the pixels')."""
         forward = 0
         for w in self.parameters():
             forward += 2 * batch * w[0].numel()
         return self.M * (3 * forward - 2 * batch * self.W_e[0].numel())
 
-
 # ==== Training
 def to_input(x, mean=0.0, std=1.0):
     """uint8 pixels -> float network input."""
     return (x.float() / 255 - mean) / std
-
 
 def noisy_batch(x_all, y_all, perms, gens, step, cfg):
     """Batch `step` of every seed -> x [S, B, 784], y [S, B]. Seed s's generator draws which images
@@ -186,7 +182,6 @@ def noisy_batch(x_all, y_all, perms, gens, step, cfg):
         x[s].index_add_(0, noisy, noise)                    # x[noisy] += noise, in place
     return x, y
 
-
 def member_losses(net, x, y):
     """x [S, B, 784], y [S, B] -> each member's mean cross-entropy [M]."""
     logits = net(x)                                          # [M, B, 10]
@@ -194,13 +189,11 @@ def member_losses(net, x, y):
     per_image = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
     return per_image.view(net.M, -1).mean(1)
 
-
 def make_optimizer(net, cfg):
     # The loss is the sum of the members' mean losses: each member's gradient is its own, and AdamW
     # is elementwise, so one stacked optimiser is M independent ones.
     fused = net.W_e.device.type in ("cpu", "cuda")
     return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.wd, fused=fused)
-
 
 def wait(device):
     """Wait for queued GPU work, so that a clock read afterwards measures it."""
@@ -209,10 +202,9 @@ def wait(device):
     if device.type == "mps":
         torch.mps.synchronize()
 
-
 def train(net, data, cfg, progress=False):
-    """Train net in place with [BIL]'s recipe -> dict of test curves [T, M] and timings. Seed s's own
-    generator draws its shuffles, noise masks and noise: a member trained alone is the same member."""
+    """Train net in place with [BIL]'s recipe -> dict of test curves [T, M] and timings. Seed s's
+    own generator draws its shuffles, noise masks and noise: a member trained alone is the same."""
     dev = net.W_e.device
     n = len(data["train_x"])
     if cfg.train_subset:
@@ -236,7 +228,8 @@ def train(net, data, cfg, progress=False):
     for e in range(1, cfg.epochs + 1):
         when.add(e * steps)                                  # ... and at every epoch's end
     res = {"step": [], "test_loss": [], "test_acc": [], "input_mean": mean, "input_std": std,
-           "steps_per_epoch": steps, "quarters": quarters, "flops": net.matmul_flops(cfg.batch) * total,
+           "steps_per_epoch": steps, "quarters": quarters,
+           "flops": net.matmul_flops(cfg.batch) * total,
            "data_s": 0.0, "step_s": 0.0, "eval_s": 0.0}
     for epoch in range(cfg.epochs):
         perms = [torch.randperm(n, generator=gen) for gen in gens]
@@ -270,7 +263,6 @@ def train(net, data, cfg, progress=False):
     res["test_acc"] = torch.stack(res["test_acc"])
     return res
 
-
 @torch.no_grad()
 def evaluate(net, x, y, mean=0.0, std=1.0, chunk=1000):
     """Clean images x (uint8), labels y -> (loss [M], accuracy [M]), float64 on the CPU. In chunks
@@ -286,7 +278,6 @@ def evaluate(net, x, y, mean=0.0, std=1.0, chunk=1000):
         loss_sum += per_image.double().sum(1).cpu()
         correct += (logits.argmax(-1) == labels).double().sum(1).cpu()
     return loss_sum / len(x), correct / len(x)
-
 
 # ==== Measurements: effective linearity (new), FLOP rate, where the time went
 # Fit a layer's output u [N, d] by an affine map of its input h [N, d]: min_{B,c} ||u - h B - c||^2.
@@ -312,7 +303,6 @@ def r2(x, y, rtol=1e-12):
     ss_res = (yc - xc @ B).square().sum().item()
     return 1.0 - ss_res / ss_tot
 
-
 @torch.no_grad()
 def effective_linearity(net, x, mean=0.0, std=1.0):
     """R^2 [M, layers] of every member's gated layers on the images x."""
@@ -324,9 +314,8 @@ def effective_linearity(net, x, mean=0.0, std=1.0):
             out[m, l] = r2(h[m], u[m])
     return out
 
-
 def gemm_rate(device, n=2048, reps=3):
-    """FLOP/s of one fp32 n x n torch.mm, best of reps: the yardstick the FLOP rate is compared to."""
+    """FLOP/s of one fp32 n x n torch.mm, best of reps: the yardstick for the training FLOP rate."""
     a = torch.randn(n, n, device=device)
     times = []
     for _ in range(reps + 1):
@@ -334,7 +323,6 @@ def gemm_rate(device, n=2048, reps=3):
         torch.mm(a, a)[0, 0].item()              # .item() waits for an asynchronous device
         times.append(time.perf_counter() - t)
     return 2 * n ** 3 / min(times)
-
 
 def matmul_seconds(net, batch, reps=5):
     """Seconds of one training step's matmuls alone, median of reps: for each weight [out, in] of
@@ -362,7 +350,6 @@ def matmul_seconds(net, batch, reps=5):
         times.append(time.perf_counter() - t)
     return sorted(times)[reps // 2]
 
-
 def time_breakdown(res, matmul_s):
     """One line: where the training run's time went. matmul_s: all steps' matmuls."""
     matmul_s = min(matmul_s, res["step_s"])
@@ -376,7 +363,6 @@ def time_breakdown(res, matmul_s):
         words.append(f"{name} {seconds:.1f} s ({seconds / total:.0%})")
     return ("time: " + " / ".join(words) + " (matmuls: one step's bmm shapes timed alone, x steps)")
 
-
 # ==== Compare with the paper: [SQS] Table 1, test loss and accuracy at 25/50/75/100 %, 5 runs
 TABLE1 = """mnist ReLU .2703 .9550 .1803 .9690 .1433 .9748 .1305 .9770
 mnist GELU .1305 .9606 .0943 .9713 .0747 .9769 .0680 .9789
@@ -389,7 +375,6 @@ fashion SwiGLU .4731 .8251 .4102 .8481 .3747 .8621 .3605 .8677
 fashion Bilinear .7038 .7961 .6367 .8211 .5881 .8383 .5672 .8461
 fashion SQS .5104 .8217 .4457 .8422 .4063 .8548 .3890 .8616"""
 
-
 def parse_table(text):
     """-> {(dataset, gate): [loss, acc at 25 %, loss, acc at 50 %, ..., loss, acc at 100 %]}."""
     table = {}
@@ -398,20 +383,20 @@ def parse_table(text):
         table[dataset, gate] = [float(v) for v in values]
     return table
 
-
 PAPER = parse_table(TABLE1)
 PAPER_NAME = {"mnist": "MNIST", "fashion": "FMNIST"}
 NAMES = {"relu": "ReLU", "gelu": "GELU", "silu": "SwiGLU", "identity": "Bilinear",
          "sqs:0.01,0.5,1": "SQS"}
 CHECKPOINTS = ("25 %", "50 %", "75 %", "100 %")
 # [SQS] 4.2.1, word for word:
-CLAIM_LOWEST = "whilst achieving loss lower than all other activation functions at the end of training"
+CLAIM_LOWEST = ("whilst achieving loss lower than all other activation functions at the end of "
+                "training")
 CLAIM_BELOW = {"mnist": "the SQS-GLU outperforms both the ReLU-GLU and Bilinear MLP at all "
                         "intermediate checkpoints",
-               "fashion": "SQS-GLU consistently shows improved loss reduction over ReLU and Bilinear MLPs"}
+               "fashion": "SQS-GLU consistently shows improved loss reduction over ReLU and "
+                          "Bilinear MLPs"}
 CLAIM_FIRST = "the SQS-GLU is the first to reach 80%, 85%, and 90% accuracy"
 CLAIM_PAR = "achieves end-of-training accuracy on par with all other tested activation functions"
-
 
 def paper_rows(names, dataset):
     """{gate: Table 1 row} for the gates of `names` that Table 1 has on this dataset."""
@@ -420,7 +405,6 @@ def paper_rows(names, dataset):
         if (dataset, name) in PAPER:
             rows[name] = PAPER[dataset, name]
     return rows
-
 
 def earliest(curves, thr):
     """curves {gate: accuracies in evaluation order} -> (index of the first evaluation at which some
@@ -437,7 +421,6 @@ def earliest(curves, thr):
     winners = [name for name, t in first.items() if t == t_min]
     return t_min, winners
 
-
 def best_final(curves):
     """{gate: curve} -> (gate, value) with the highest last value."""
     best = None
@@ -445,7 +428,6 @@ def best_final(curves):
         if best is None or curve[-1] > curves[best][-1]:
             best = name
     return best, curves[best][-1]
-
 
 def verdict_first_to_reach(names, steps, acc, thr, dataset):
     """acc [T, G, S] at evaluation steps `steps` -> (verdict, one line). Judged on seed means, with
@@ -488,13 +470,12 @@ def verdict_first_to_reach(names, steps, acc, thr, dataset):
                 alone += 1
         ours = (f"first at step {steps[t]}: {', '.join(who)}; SQS alone first in "
                 f"{alone}/{acc.shape[2]} seeds")
-    line = (f"{verdict} ({thr:.0%}): \"{CLAIM_FIRST}\" -- ours (seed means, evaluated at every "
-            f"epoch's end): {ours}; paper's Table 1 (at 25/50/75/100 %): {paper_text}")
+    line = (f"{verdict} ({thr:.0%}): \"{CLAIM_FIRST}\" -- ours (seed means, evaluated at "
+            f"every epoch's end): {ours}; paper's Table 1 (at 25/50/75/100 %): {paper_text}")
     return verdict, line
 
-
 def verdict_lowest_final_loss(names, final_loss, dataset):
-    """final_loss [G, S] -> (verdict, line): is SQS's seed-mean final loss below every other gate's?"""
+    """final_loss [G, S] -> (verdict, line): SQS's seed-mean final loss below every other gate's?"""
     i = names.index("SQS")
     means = final_loss.mean(1)
     rival = None
@@ -519,10 +500,9 @@ def verdict_lowest_final_loss(names, final_loss, dataset):
                  f"{paper[paper_rival][6]:.4f})")
     return verdict, line
 
-
 def verdict_below(names, q_loss, rival, dataset):
-    """q_loss [4, G, S] (test loss at 25/50/75/100 %) -> (verdict, line): SQS's loss below rival's at
-    every checkpoint, on seed means; the per-seed count beside."""
+    """q_loss [4, G, S] (test loss at 25/50/75/100 %) -> (verdict, line): SQS's loss below the
+    rival's at every checkpoint, on seed means; the per-seed count beside."""
     i = names.index("SQS")
     r = names.index(rival)
     below = int((q_loss[:, i].mean(1) < q_loss[:, r].mean(1)).sum())
@@ -539,10 +519,9 @@ def verdict_below(names, q_loss, rival, dataset):
         line += f"; paper's Table 1: {paper_below}/4"
     return verdict, line
 
-
 def on_par_tolerance(names, dataset):
-    """The widest final-accuracy gap below another gate that the paper's own Table 1 shows for SQS on
-    this dataset, while calling them on par (FMNIST: GELU .8681 - SQS .8616 = 0.65 pt); 0 if none."""
+    """The widest final-accuracy gap below another gate that the paper's own Table 1 shows for SQS
+    on this dataset, calling them on par (FMNIST: GELU .8681 - SQS .8616 = 0.65 pt); 0 if none."""
     paper = paper_rows(names, dataset)
     widest = 0.0
     if "SQS" in paper:
@@ -550,17 +529,16 @@ def on_par_tolerance(names, dataset):
             widest = max(widest, row[7] - paper["SQS"][7])
     return widest
 
-
 def verdict_on_par(names, final_acc, dataset):
     """final_acc [G, S] -> (verdict, [definition line, verdict line]). On par with gate n: SQS's
     seed-mean final accuracy at most T_n below n's, T_n = the larger of the paper's own widest gap
     (on_par_tolerance) and twice the seed std of the paired per-seed gap (the seed spread)."""
     i = names.index("SQS")
     paper_gap = on_par_tolerance(names, dataset)
-    definition = (f"definition (ours; the paper gives none): \"on par\" = SQS's final accuracy is at "
-                  f"most T below the gate's, T = the larger of the widest gap the paper's own Table 1 "
-                  f"calls on par ({100 * paper_gap:.2f} pt on {PAPER_NAME[dataset]}) and the seed "
-                  f"spread (2 x std over seeds of the per-seed gap)")
+    definition = (f"definition (ours; the paper gives none): \"on par\" = SQS's final accuracy "
+                  f"is at most T below the gate's, T = the larger of the widest gap the paper's "
+                  f"own Table 1 calls on par ({100 * paper_gap:.2f} pt on {PAPER_NAME[dataset]}) "
+                  f"and the seed spread (2 x std over seeds of the per-seed gap)")
     parts = []
     count = 0
     for g, name in enumerate(names):
@@ -579,7 +557,6 @@ def verdict_on_par(names, final_acc, dataset):
             + f" ({count}/{len(names) - 1} on par)")
     return verdict, [definition, line]
 
-
 def final_loss_order(names, final_loss, dataset):
     """One line: Table 1's final test-loss order, ours beside the paper's."""
     ours = [names[g] for g in np.argsort(final_loss.mean(1), kind="stable")]
@@ -589,7 +566,6 @@ def final_loss_order(names, final_loss, dataset):
         theirs = sorted(paper, key=lambda gate: paper[gate][6])
         line += "; paper " + " < ".join(theirs)
     return line
-
 
 def levels(names, final_acc, dataset):
     """One line: our final accuracy minus Table 1's, per gate. 2 pt is a tolerance we chose."""
@@ -601,9 +577,8 @@ def levels(names, final_acc, dataset):
             diff = final_acc[g].mean() - paper[name][7]
             within += int(abs(diff) <= 0.02)
             parts.append(f"{name} {100 * diff:+.1f}")
-    return (f"final accuracy, ours minus Table 1: {', '.join(parts)} pt ({within}/{len(parts)} within"
-            f" 2 pt -- a tolerance we chose, not a claim of the paper)")
-
+    return (f"final accuracy, ours minus Table 1: {', '.join(parts)} pt ({within}/{len(parts)} "
+            f"within 2 pt -- a tolerance we chose, not a claim of the paper)")
 
 def verdicts(names, steps, acc, q, r2s, dataset):
     """The paper's claims on our numbers, one line each (the on-par definition first).
@@ -624,7 +599,6 @@ def verdicts(names, steps, acc, q, r2s, dataset):
         lines.append(linearity_line(names, r2s))
     return lines
 
-
 def linearity_line(names, r2s):
     """New (not a claim of the paper): does SQS's R^2 lie between Bilinear's and GELU's?"""
     b = r2s[names.index("Bilinear")].mean(0)
@@ -637,20 +611,17 @@ def linearity_line(names, r2s):
             f"GELU's? {answer} ({sum(inside)}/{len(inside)} layers, seed means); SQS has the "
             f"highest R^2 of all gates in {sum(highest)}/{len(highest)} layers")
 
-
 def setup_line(cfg):
     """Which settings come from where (printed with the report)."""
     return ("setup: [SQS] A.2.2 gives layers, d_model, noise std, AdamW lr and wd, batch, cosine, "
             "epochs and 5 runs; from Pearce et al.'s code (the paper says it follows them in 4.1): "
-            f"input {cfg.input}, noise on a share {cfg.noise_prob} of the images, output projection "
-            f"{cfg.out_proj}, no biases, nn.Linear init, cosine stepped per epoch, drop_last; our "
-            "reading: the SQS formula sqs(x) = (x - c sign x) / (1 + lam |x|^p), c 0.01, lam 0.5, "
-            "p 1 (a reconstruction: the paper's text does not give it)")
-
+            f"input {cfg.input}, noise on a share {cfg.noise_prob} of the images, output "
+            f"projection {cfg.out_proj}, no biases, nn.Linear init, cosine stepped per epoch, "
+            "drop_last; our reading: the SQS formula sqs(x) = (x - c sign x) / (1 + lam |x|^p), "
+            "c 0.01, lam 0.5, p 1 (a reconstruction: the paper's text does not give it)")
 
 def cell(values):
     return f"{values.mean():.4f} ± {values.std():.4f}"
-
 
 def report(cfg, names, res, r2s, gemm, matmul_s, command):
     """Markdown: our table beside the paper's, verdicts, R^2 table, FLOP rate and time breakdown.
@@ -691,11 +662,10 @@ def report(cfg, names, res, r2s, gemm, matmul_s, command):
     rate = res["flops"] / res["train_s"]
     lines += ["", f"Training {res['train_s']:.1f} s (+ {res['eval_s']:.1f} s evaluating): "
               f"{res['flops'] / 1e12:.2f} TFLOP of matmuls = {rate / 1e9:.1f} GFLOP/s = "
-              f"{rate / gemm:.0%} of the GEMM rate timed at start-up ({gemm / 1e9:.1f} GFLOP/s, one "
-              f"2048x2048 fp32 torch.mm; {torch.get_num_threads()} threads) -- not nanoGPT's MFU, "
-              "which divides by a nominal peak.", "", time_breakdown(res, matmul_s)]
+              f"{rate / gemm:.0%} of the GEMM rate timed at start-up ({gemm / 1e9:.1f} GFLOP/s, "
+              f"one 2048x2048 fp32 torch.mm; {torch.get_num_threads()} threads) -- not nanoGPT's "
+              "MFU, which divides by a nominal peak.", "", time_breakdown(res, matmul_s)]
     return "\n".join(lines) + "\n", acc, loss
-
 
 def plot(names, epochs, acc, loss, dataset, path):
     """Test loss and accuracy per evaluation: seed mean, min..max band; x = the paper's Table 1."""
@@ -721,7 +691,6 @@ def plot(names, epochs, acc, loss, dataset, path):
     plt.close(fig)
     os.replace(path + ".tmp", path)
 
-
 # ==== Plumbing a student may skip: IDX files, downloads, checkpoints, command line
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
          "t10k-labels-idx1-ubyte")
@@ -735,10 +704,8 @@ MD5 = {"mnist": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd
                    "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")}
 # MD5[dataset][i] is the checksum of FILES[i] + ".gz".
 
-
 class DataError(Exception):
-    """A missing, corrupt or undownloadable data file, or an unusable checkpoint; one line naming it."""
-
+    """A missing, corrupt or undownloadable data file, or an unusable checkpoint: one line."""
 
 def idx_problem(raw, head, magic, got, dims):
     """-> what is wrong with an IDX file's bytes, or None."""
@@ -754,7 +721,6 @@ def idx_problem(raw, head, magic, got, dims):
     if len(raw) > need:
         return f"trailing bytes: {need} bytes expected, {len(raw)} found"
     return None
-
 
 def read_idx(path, magic):
     """IDX file (gzip or raw) -> uint8 array. Layout: big-endian int32 magic (2051 images, 2049
@@ -775,14 +741,12 @@ def read_idx(path, magic):
         raise DataError(f"{path}: label {arr.max()} outside 0..9")
     return arr
 
-
 def find_file(folder, name):
     """folder/name.gz or folder/name, whichever exists, else None."""
     for path in (os.path.join(folder, name + ".gz"), os.path.join(folder, name)):
         if os.path.isfile(path):
             return path
     return None
-
 
 def download(name, md5, folder, mirrors):
     """Fetch name.gz from the first mirror whose copy has the right MD5; -> list of errors."""
@@ -804,7 +768,6 @@ def download(name, md5, folder, mirrors):
             errors.append(f"{mirror}: {e}")
     return errors
 
-
 def load_data(dataset="fashion", data_dir=None, mirrors=None):
     """-> dict train_x uint8 [N, 784], train_y int64 [N], test_x, test_y, folder. Looks in data_dir,
     ./data/<name>/, /usr/share/datasets/<name>/; else downloads from mirrors into the first."""
@@ -824,9 +787,9 @@ def load_data(dataset="fashion", data_dir=None, mirrors=None):
         errors = download(name, md5, folder, mirrors)
         if not find_file(folder, name):
             why = " | ".join(errors) or "no mirror"
-            raise DataError(f"{name}.gz is in none of {', '.join(dirs)} and could not be downloaded "
-                            f"({why}); put the four IDX files into {folder}/ or pass --data-dir "
-                            "(Debian: apt-get install dataset-fashion-mnist)")
+            raise DataError(f"{name}.gz is in none of {', '.join(dirs)} and could not be "
+                            f"downloaded ({why}); put the four IDX files into {folder}/ or pass "
+                            "--data-dir (Debian: apt-get install dataset-fashion-mnist)")
     out = {"folder": folder}
     for split, i in (("train", 0), ("test", 2)):
         x = read_idx(find_file(folder, FILES[i]), 2051)
@@ -837,18 +800,16 @@ def load_data(dataset="fashion", data_dir=None, mirrors=None):
         out[split + "_y"] = torch.from_numpy(y.astype(np.int64))
     return out
 
-
 def save_checkpoint(path, net, config):
     """{config, state_dict} -> path, written under a temporary name first."""
     torch.save({"config": config, "state_dict": net.state_dict()}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
-
 def load_checkpoint(path):
     """ckpt.pt -> (Net, config), read with weights_only=True; DataError (one line) if unusable."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ck, dict):                       # e.g. a bare tensor saved with torch.save
+        if not isinstance(ck, dict):                 # e.g. a bare tensor saved with torch.save
             raise TypeError(f"it holds a {type(ck).__name__}, not a dict")
         config = ck["config"]
         net = Net(config["acts"], config["seeds"], config["d_model"], config["layers"],
@@ -859,7 +820,6 @@ def load_checkpoint(path):
         raise DataError(f"{path}: not a train_mnist.py checkpoint ({type(e).__name__}: "
                         f"{message})") from None
     return net, config
-
 
 def check_config(cfg):
     """-> the parsed gates; ValueError with a one-line message for any bad setting."""
@@ -885,7 +845,6 @@ def check_config(cfg):
         raise ValueError(f"bad setting: --acts {cfg.acts} names a gate twice")
     return acts
 
-
 def build_parser():
     parser = argparse.ArgumentParser(
         description="MNIST / Fashion-MNIST GLU gates: Table 1 of arXiv:2509.01874")
@@ -900,8 +859,8 @@ def build_parser():
                                 help=text)
     parser.add_argument("--quick", action="store_true",
                         help=f"classroom preset {QUICK}; flags given explicitly win (default: off)")
-    parser.add_argument("--data-dir", help="folder with the four IDX files (default: ./data/<name>/,"
-                        " then /usr/share/datasets/<name>/, else download into ./data/<name>/)")
+    parser.add_argument("--data-dir", help="folder with the four IDX files (default: ./data/<name>/"
+                        ", then /usr/share/datasets/<name>/, else download into ./data/<name>/)")
     parser.add_argument("--out", help="output folder (default: out/mnist/<dataset>)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="auto picks cuda, then mps, then cpu (default: auto)")
@@ -913,7 +872,6 @@ def build_parser():
                         help="do not print the test accuracy at each evaluation (default: print)")
     return parser
 
-
 def pick_device(name):
     """'auto' -> cuda if available, else mps, else cpu; anything else as given."""
     if name != "auto":
@@ -923,7 +881,6 @@ def pick_device(name):
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
 
 def settings(parser, argv):
     """Command line -> (args, cfg, gates, device); a bad value is a one-line parser error."""
@@ -943,7 +900,6 @@ def settings(parser, argv):
         parser.error(str(e).splitlines()[0])
     return args, cfg, gates, device
 
-
 def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
     """report.md, curves.png and ckpt.pt into out/, each under a temporary name first."""
     path = os.path.join(out, "report.md")
@@ -961,7 +917,6 @@ def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
     config["test_loss"] = res["test_loss"].tolist()
     config["test_acc"] = res["test_acc"].tolist()
     save_checkpoint(os.path.join(out, "ckpt.pt"), net, config)
-
 
 def main(argv=None):
     parser = build_parser()
@@ -995,7 +950,6 @@ def main(argv=None):
     if device.type == "cuda":
         calls = A.FUSED_CALLS
         print(f"fused kernel calls: sqs={calls['sqs']} gensilu={calls['gensilu']}")
-
 
 if __name__ == "__main__":
     main()
