@@ -35,7 +35,6 @@ import json
 import math
 import os
 import pathlib
-import pickle
 import random
 import re
 import sys
@@ -72,7 +71,7 @@ SETTINGS = [
     ("heads",           4,       2,     "=", "attention heads ([BIL]: 4)"),
     ("ctx",           256,     128,     "=", "context: first N tokens of each story ([BIL]: 256)"),
     ("batch",           8,      16,     512, "global batch in stories (the paper: 512)"),
-    ("steps",         400,     200,     "=", "optimizer steps per gate"),
+    ("steps",         400,     200,     "=", "optimizer steps per gate (--paper: --epochs 3)"),
     ("epochs",       None,     "=",     3.0, "passes over the stories, instead of --steps"),
     ("lr",           1e-3,     "=",     "=", "AdamW peak learning rate (the paper: 1e-3)"),
     ("wd",            0.1,     "=",     "=", "AdamW weight decay (the paper: 0.1)"),
@@ -182,6 +181,14 @@ def build(args, act, vocab):
                   use_kernel)
 
 # ---- Training: one story per row, a fresh shuffle per epoch, warm-up + cosine --------------------
+def log(*parts):                         # under torchrun only rank 0 talks
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(*parts, flush=True)
+
+def write(path, text):                   # temp name + rename: never a half-written file
+    pathlib.Path(path + ".tmp").write_text(text, encoding="utf-8")
+    os.replace(path + ".tmp", path)
+
 class Stories(NamedTuple):
     tokens: np.ndarray   # uint16 memmap: <eot> story_1 <eot> story_2 ... <eot> story_n <eot>
     bounds: np.ndarray   # (n, 2): start, end of each "<eot> story <eot>"; neighbours share an <eot>
@@ -228,6 +235,15 @@ def make_batch(stories, rows, ctx):
 def count_targets(stories, rows, ctx):   # the real (not padding) targets of these stories
     lengths = stories.bounds[rows, 1] - stories.bounds[rows, 0] - 1
     return int(np.minimum(lengths, ctx).sum())
+
+def rank_batch(train, seed, step, batch, ctx, rank, world):
+    """x, y: this rank's slice of the global batch of `step`; n_real: the real targets of the whole
+    global batch (the loss is their mean)."""
+    rows = batch_rows(len(train.bounds), batch, seed, step)
+    per_rank = batch // world
+    mine = rows[rank * per_rank:(rank + 1) * per_rank]
+    x, y = make_batch(train, mine, ctx)
+    return x, y, count_targets(train, rows, ctx)
 
 def autocast(device):                    # bf16 matmuls on CUDA; full fp32 elsewhere
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
@@ -286,13 +302,9 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
         log(f"[{act.spec} seed {seed}] resumed at step {state['step']}/{steps}")
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     marks = {max(1, round(f * steps)): f for f in MARKS}      # step -> fraction of training
-    per_rank = args.batch // world
     t0 = time.time()
     for step in range(state["step"], steps):
-        rows = batch_rows(len(train.bounds), args.batch, seed, step)
-        mine = rows[rank * per_rank:(rank + 1) * per_rank]    # this rank's slice of the batch
-        x, y = make_batch(train, mine, args.ctx)
-        n_real = count_targets(train, rows, args.ctx)
+        x, y, n_real = rank_batch(train, seed, step, args.batch, args.ctx, rank, world)
         lr = lr_at(step, args.lr, args.warmup, steps)
         loss = train_step(net, opt, x.to(device), y.to(device), n_real, lr, world)
         state["train_loss"].append(loss)
@@ -360,14 +372,6 @@ def gemm_rate(device):                   # FLOP/s of a big torch.mm in training'
     return 2 * n ** 3 / best
 
 # ---- Data stage 1: the text files (download; offline: the stand-in corpus) -----------------------
-def log(*parts):                         # under torchrun only rank 0 talks
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(*parts, flush=True)
-
-def write(path, text):                   # temp name + rename: never a half-written file
-    pathlib.Path(path + ".tmp").write_text(text, encoding="utf-8")
-    os.replace(path + ".tmp", path)
-
 def download(url, path, size):
     """Stream url to path + '.part'; a re-run resumes it with an HTTP Range request (a server that
     answers 200, not 206, makes us start over). Renamed to path only if it has `size` bytes."""
@@ -727,8 +731,7 @@ def load_checkpoint(path, model, opt, config, fresh, device):
         state = json.loads(blob["state"])
         if set(state) != set(fresh):
             raise ValueError("its training state has other fields")
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError,
-            pickle.UnpicklingError) as e:
+    except Exception as e:               # a damaged file makes torch.load raise almost anything
         reason = (str(e).split(". ")[0] or "empty or cut short")[:120]
         sys.exit(f"error: --resume: {path} is not a readable checkpoint ({type(e).__name__}: "
                  f"{reason}); delete it or use a new --out")
@@ -815,7 +818,9 @@ def check_args(a, given):                # -> what is wrong with the settings, o
     return None
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0],
+                                epilog="In a help text, '--quick =' or '--paper =' means that the "
+                                "preset keeps the default. An explicit flag always wins.")
     for name, default, quick, paper, text in SETTINGS:
         kind = float if name in FLOATS else int
         flag = "--" + name.replace("_", "-")
@@ -875,6 +880,22 @@ def describe(args, tok, train, val, steps, n_params, fpt, world, device, rate):
             f"{fpt / 1e6:.1f} MFLOP/token; "
             f"{world} process(es) on {device}, GEMM {rate / 1e9:,.0f} GFLOP/s each")
 
+def train_gates(args, tok, train, val, steps, device, rank, world, fpt, gemm_flops):
+    """One model per gate and seed -> {row name: losses, learning rates, speed, sample}."""
+    results = {}
+    for act in args.act_list:
+        for seed in range(args.seeds):
+            model, state = train_one(args, act, seed, len(tok.vocab), train, val, steps, device,
+                                     rank, world)
+            tok_s = state["tokens"] / max(state["seconds"], 1e-9)
+            text = "(diverged)"
+            if math.isfinite(state["train_loss"][-1]):
+                text = sample(model, tok, "once upon a time", 200, 0, args.ctx, device)
+            key = act.spec if args.seeds == 1 else f"{act.spec} seed {seed}"
+            results[key] = dict(name=act.name, steps=steps, tok_s=tok_s,
+                                gemm_use=fpt * tok_s / gemm_flops, sample=text, **state)
+    return results
+
 def main(argv=None):
     args = get_args(argv)
     rank, world, device = setup(args)
@@ -897,18 +918,8 @@ def main(argv=None):
     note = describe(args, tok, train, val, steps, n_params, fpt, world, device, rate)
     log(note)
     t_data = time.time() - t_start
-    results = {}
-    for act in args.act_list:
-        for seed in range(args.seeds):
-            model, state = train_one(args, act, seed, len(tok.vocab), train, val, steps, device,
-                                     rank, world)
-            tok_s = state["tokens"] / max(state["seconds"], 1e-9)
-            text = "(diverged)"
-            if math.isfinite(state["train_loss"][-1]):
-                text = sample(model, tok, "once upon a time", 200, 0, args.ctx, device)
-            key = act.spec if args.seeds == 1 else f"{act.spec} seed {seed}"
-            results[key] = dict(name=act.name, steps=steps, tok_s=tok_s,
-                                gemm_use=fpt * tok_s / (rate * world), sample=text, **state)
+    gemm_flops = rate * world            # the yardstick of all processes together
+    results = train_gates(args, tok, train, val, steps, device, rank, world, fpt, gemm_flops)
     if world > 1:
         dist.destroy_process_group()
     if rank == 0:

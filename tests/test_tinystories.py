@@ -24,9 +24,9 @@ import train_tinystories as ts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_tinystories.py")
-TINY = ["--vocab", "300", "--stories", "0", "--val-stories", "0", "--layers", "2", "--d-model", "16",
-        "--hidden", "16", "--heads", "2", "--ctx", "32", "--batch", "8", "--lr", "3e-3", "--warmup", "5",
-        "--acts", "sqs", "--data-dir", "data"]
+TINY = ["--vocab", "300", "--stories", "0", "--val-stories", "0", "--layers", "2",
+        "--d-model", "16", "--hidden", "16", "--heads", "2", "--ctx", "32", "--batch", "8",
+        "--lr", "3e-3", "--warmup", "5", "--acts", "sqs", "--data-dir", "data"]
 STEPS = 60
 
 
@@ -34,8 +34,13 @@ def make_stories(n, seed):
     rng = random.Random(seed)
     names, animals = ["lily", "tom", "sue", "ben", "mia"], ["cat", "dog", "bird", "frog", "fish"]
     feel, things = ["happy", "sad", "brave", "sleepy"], ["ball", "kite", "cake", "box", "tree"]
-    return [f"Once upon a time, there was a {rng.choice(feel)} {rng.choice(animals)} named {rng.choice(names)}."
-            + f" It liked the {rng.choice(things)}." * rng.randint(0, 6) + " The end." for _ in range(n)]
+    stories = []
+    for _ in range(n):
+        start = (f"Once upon a time, there was a {rng.choice(feel)} {rng.choice(animals)} "
+                 f"named {rng.choice(names)}.")
+        middle = f" It liked the {rng.choice(things)}." * rng.randint(0, 6)
+        stories.append(start + middle + " The end.")
+    return stories
 
 
 def run(args, cwd, launcher=()):
@@ -46,14 +51,16 @@ def run(args, cwd, launcher=()):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """TinyStories-format files (one empty story, one with malformed UTF-8) in data/, then the stages."""
+    """TinyStories-format files (one empty story, one with malformed UTF-8) in data/, then the
+    stages."""
     root = tmp_path_factory.mktemp("ts")
     (root / "data").mkdir()
     sep = b"\n<|endoftext|>\n"
     train = [s.encode() for s in make_stories(400, 0)]
     train[10:10] = [b"   ", b"a broken \xff\xfe story about caf\xc3\xa9"]
     (root / "data" / "TinyStories-train.txt").write_bytes(sep.join(train) + b"\n")
-    (root / "data" / "TinyStories-valid.txt").write_bytes(sep.join(s.encode() for s in make_stories(40, 1)))
+    valid = [s.encode() for s in make_stories(40, 1)]
+    (root / "data" / "TinyStories-valid.txt").write_bytes(sep.join(valid))
     r = run(["--prepare-only", "--out", "out", *TINY], root)
     assert r.returncode == 0, r.stderr
     return root, r.stdout
@@ -129,7 +136,7 @@ def naive_bpe(texts, vocab_size):
                 count[q] += words[w]
         if not count:
             break
-        merges.append(min(count, key=lambda q: (-count[q], q)))
+        merges.append(min(count, key=lambda pair: (-count[pair], pair)))
         seqs = {w: plain_merge(s, merges[-1], 256 + len(merges)) for w, s in seqs.items()}
     return merges
 
@@ -187,7 +194,8 @@ def serve(directory, range_ok):
 
         def log_message(self, *a):
             pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=directory))
+    handler = functools.partial(Handler, directory=directory)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
@@ -200,7 +208,7 @@ def test_download_resumes_and_verifies_size(tmp_path):
     (tmp_path / "a.bin.part").write_bytes(b"junk")
     ts.download((tmp_path / "f.bin").as_uri(), str(dst), len(blob))
     assert dst.read_bytes() == blob and not (tmp_path / "a.bin.part").exists()
-    with pytest.raises(ValueError, match="expected 300,001"):      # wrong size: nothing is left behind
+    with pytest.raises(ValueError, match="expected 300,001"):  # wrong size: nothing is left behind
         ts.download((tmp_path / "f.bin").as_uri(), str(tmp_path / "b.bin"), len(blob) + 1)
     assert not any(p.name.startswith("b.bin") for p in tmp_path.iterdir())
     # HTTP Range: a partial download is continued (206), or started over if the server ignores Range
@@ -220,7 +228,8 @@ def test_offline_gives_one_clear_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(SystemExit) as e:     # sys.exit(message): one line on stderr, no traceback
-        ts.main(["--prepare-only", "--data-dir", str(tmp_path / "nodata"), "--out", str(tmp_path / "out"),
+        ts.main(["--prepare-only", "--data-dir", str(tmp_path / "nodata"),
+                 "--out", str(tmp_path / "out"),
                  "--url", f"http://127.0.0.1:{port}"])
     msg = str(e.value)
     assert msg.startswith("error: could not download") and "\n" not in msg
@@ -248,7 +257,9 @@ def test_rope_scores_depend_on_relative_position_only():
     _, model = tiny_model()
     Q = model.cos.shape[1]
     q, k = torch.randn(Q), torch.randn(Q)
-    at = lambda v, t: ts.rope(v, model.cos[t], model.sin[t])
+
+    def at(v, t):                                # v rotated to position t
+        return ts.rope(v, model.cos[t], model.sin[t])
     assert abs(at(q, 3) @ at(k, 1) - at(q, 25) @ at(k, 23)) < 1e-4
     assert abs(at(q, 3) @ at(k, 1) - at(q, 3) @ at(k, 2)) > 1e-3
     # against complex numbers: pair (a_i, b_i) = a_i + i b_i times exp(i t theta_i)
@@ -261,9 +272,10 @@ def test_lr_schedule_endpoints():
     lr, warmup, steps = 1e-3, 50, 1050
     assert ts.lr_at(0, lr, warmup, steps) == pytest.approx(lr / 50)
     assert ts.lr_at(49, lr, warmup, steps) == pytest.approx(lr)
-    assert ts.lr_at(50, lr, warmup, steps) == pytest.approx(lr)          # the cosine starts at its peak
+    assert ts.lr_at(50, lr, warmup, steps) == pytest.approx(lr)       # the cosine's peak
     assert ts.lr_at(550, lr, warmup, steps) == pytest.approx(lr / 2)     # half way
-    assert ts.lr_at(1049, lr, warmup, steps) == pytest.approx(lr * (1 - math.cos(math.pi / 1000)) / 2)
+    last = lr * (1 - math.cos(math.pi / 1000)) / 2
+    assert ts.lr_at(1049, lr, warmup, steps) == pytest.approx(last)
     assert ts.lr_at(1050, lr, warmup, steps) == pytest.approx(0, abs=1e-15)
 
 
@@ -274,7 +286,8 @@ def test_epoch_two_starts_with_a_fresh_shuffle():
         ts.epoch_order.cache_clear()
         epoch2_first = ts.batch_rows(n, batch, seed, per_epoch).tolist()   # asked first: no state
         epoch1 = [ts.batch_rows(n, batch, seed, s).tolist() for s in range(per_epoch)]
-        epoch2 = [ts.batch_rows(n, batch, seed, s).tolist() for s in range(per_epoch, 2 * per_epoch)]
+        steps2 = range(per_epoch, 2 * per_epoch)
+        epoch2 = [ts.batch_rows(n, batch, seed, s).tolist() for s in steps2]
         assert epoch2[0] == epoch2_first
         seen1 = [i for rows in epoch1 for i in rows]
         seen2 = [i for rows in epoch2 for i in rows]
@@ -285,7 +298,8 @@ def test_epoch_two_starts_with_a_fresh_shuffle():
         wrapped = (order1 + order1)[per_epoch * batch:per_epoch * batch + batch]
         assert epoch2[0] != wrapped             # not epoch 1's order continued
         assert seen2 != seen1
-    assert ts.batch_rows(n, batch, 0, per_epoch).tolist() != ts.batch_rows(n, batch, 1, per_epoch).tolist()
+    seed0 = ts.batch_rows(n, batch, 0, per_epoch).tolist()
+    assert seed0 != ts.batch_rows(n, batch, 1, per_epoch).tolist()    # the seed matters
 
 
 def test_evaluate_equals_per_story_masked_loss(prepared):
@@ -309,8 +323,8 @@ def test_evaluate_equals_per_story_masked_loss(prepared):
 
 
 def test_lr_schedule_read_back_from_the_optimizer(full_run):
-    """The learning rate each step used, as the optimizer holds it: a linear warm-up reaching the peak
-    at its last step, then a cosine that would reach 0 one step after the last."""
+    """The learning rate each step used, as the optimizer holds it: a linear warm-up reaching the
+    peak at its last step, then a cosine that would reach 0 one step after the last."""
     root, res = full_run
     peak, warmup = 3e-3, 5                      # TINY's --lr and --warmup
     assert len(res["lr"]) == STEPS
@@ -323,13 +337,15 @@ def test_lr_schedule_read_back_from_the_optimizer(full_run):
 
 
 def test_first_loss_is_mean_over_real_tokens_of_unpadded_stories(full_run):
-    """Padding is masked: the logged loss of step 1 equals, independently, the mean next-token loss of
-    the initial model run on each story of the first batch alone, cut at the context, without padding."""
+    """Padding is masked: the logged loss of step 1 equals, independently, the mean next-token loss
+    of the initial model run on each story of the first batch alone, cut at the context, without
+    padding."""
     root, res = full_run
     args, model = tiny_model()
     data = np.memmap(root / "data" / "tok300_train_all.bin", np.uint16, mode="r").tolist()
     eots = [i for i, t in enumerate(data) if t == ts.EOT_ID]
-    rows = torch.randperm(len(eots) - 1, generator=torch.Generator().manual_seed(0 * 1_000_003 + 0))[:8]
+    generator = torch.Generator().manual_seed(0 * 1_000_003 + 0)
+    rows = torch.randperm(len(eots) - 1, generator=generator)[:8]
     total, n = 0.0, 0
     for i in rows.tolist():
         story = torch.tensor(data[eots[i]:eots[i + 1] + 1][:33])
@@ -345,7 +361,8 @@ def test_resume_after_kill_equals_uninterrupted_run(full_run):
     root, full = full_run
     common = ["--out", "out_kill", "--steps", str(STEPS), "--ckpt-every", "5", *TINY]
     ckpt = root / "out_kill" / "ckpt_sqs_0.01_0.5_1_s0.pt"
-    p = subprocess.Popen([sys.executable, SCRIPT, *common], cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, SCRIPT, *common], cwd=root, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not ckpt.exists() and p.poll() is None:
         time.sleep(0.002)
@@ -368,7 +385,8 @@ def test_resume_refuses_other_settings(full_run):
     with pytest.raises(SystemExit) as e:
         ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_full"),
                  "--steps", str(STEPS + 10), "--resume"])
-    assert str(e.value).startswith("error: --resume:") and f"steps {STEPS} -> {STEPS + 10}" in str(e.value)
+    assert str(e.value).startswith("error: --resume:")
+    assert f"steps {STEPS} -> {STEPS + 10}" in str(e.value)
     assert ck.read_bytes() == before
 
 
@@ -383,7 +401,8 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line_error(full_run):
     assert r.stderr.startswith("error: --resume:") and str(ckpt.relative_to(root)) in r.stderr
     assert ckpt.read_bytes() == good[:len(good) // 2]   # nothing overwritten
     assert sorted(os.listdir(root / "out_bad")) == [ckpt.name]
-    for junk in (b"", os.urandom(2000), good[:100]):     # empty, not a checkpoint, a header only
+    noise = [random.Random(seed).randbytes(2000) for seed in (0, 2, 20, 195)]  # 4 kinds of error
+    for junk in [b"", good[:100]] + noise:              # empty, a header only, not a checkpoint
         ckpt.write_bytes(junk)
         with pytest.raises(SystemExit) as e:
             ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_bad"),
@@ -396,9 +415,10 @@ def test_bad_settings_are_one_line_errors(tmp_path):
     r = run(["--lr", "-1", "--synthetic", "--out", "o"], tmp_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: --lr") and os.listdir(tmp_path) == []   # nothing written
-    for bad, flag in ((["--lr", "nan"], "--lr"), (["--wd", "-0.1"], "--wd"), (["--epochs", "0"], "--epochs"),
-                      (["--warmup", "-1"], "--warmup"), (["--vocab", "257"], "--vocab"),
-                      (["--ctx", "0"], "--ctx")):
+    bad_settings = [(["--lr", "nan"], "--lr"), (["--wd", "-0.1"], "--wd"),
+                    (["--epochs", "0"], "--epochs"), (["--warmup", "-1"], "--warmup"),
+                    (["--vocab", "257"], "--vocab"), (["--ctx", "0"], "--ctx")]
+    for bad, flag in bad_settings:
         with pytest.raises(SystemExit) as e:
             ts.get_args(bad)
         assert str(e.value).startswith("error: " + flag), (bad, str(e.value))
@@ -406,12 +426,13 @@ def test_bad_settings_are_one_line_errors(tmp_path):
 
 def test_seeds_give_one_model_each_and_seed_0_is_the_default_run(full_run, capsys):
     root, full = full_run
-    ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_seeds"), "--steps", str(STEPS),
+    ts.main([*TINY, "--data-dir", str(root / "data"), "--out", str(root / "out_seeds"),
+             "--steps", str(STEPS),
              "--seeds", "2"])
     capsys.readouterr()
     res = json.load(open(root / "out_seeds" / "results.json"))["results"]
     assert sorted(res) == ["sqs:0.01,0.5,1 seed 0", "sqs:0.01,0.5,1 seed 1"]
-    assert res["sqs:0.01,0.5,1 seed 0"]["train_loss"] == full["train_loss"]       # exact: the same run
+    assert res["sqs:0.01,0.5,1 seed 0"]["train_loss"] == full["train_loss"]   # exact: the same run
     assert res["sqs:0.01,0.5,1 seed 1"]["train_loss"] != full["train_loss"]
     assert (root / "out_seeds" / "report.md").read_text().count("| SQS (paper) |") == 1
 
@@ -422,7 +443,8 @@ def test_ddp_two_processes_equal_one(full_run):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = run(["--out", "out_ddp", "--steps", str(STEPS), *TINY], root, launcher=[
-        "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1",
         "--master_port", str(port)])
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = json.load(open(root / "out_ddp" / "results.json")), full
@@ -435,29 +457,36 @@ def test_ddp_two_processes_equal_one(full_run):
 def test_sampling_deterministic(full_run):
     root, full = full_run
     _, model = tiny_model()
-    model.load_state_dict(torch.load(root / "out_full" / "ckpt_sqs_0.01_0.5_1_s0.pt", weights_only=True)["model"])
+    blob = torch.load(root / "out_full" / "ckpt_sqs_0.01_0.5_1_s0.pt", weights_only=True)
+    model.load_state_dict(blob["model"])
     tok = ts.Tokenizer(json.load(open(root / "data" / "tok300.json"))["merges"])
-    go = lambda seed, n=20: ts.sample(model, tok, "once upon a time", n, seed, 32, "cpu")
-    assert go(0, 200) == full["sample"] and full["sample"].startswith("once upon a time")   # the script's own
+
+    def go(seed, n=20):
+        return ts.sample(model, tok, "once upon a time", n, seed, 32, "cpu")
+    assert go(0, 200) == full["sample"]                  # the script's own sample
+    assert full["sample"].startswith("once upon a time")
     assert go(5) == go(5) and any(go(s) != go(5) for s in (6, 7, 8))
 
 
 def test_presets_and_explicit_flags():
     a = ts.get_args(["--quick", "--steps", "7", "--layers", "3"])
-    assert (a.steps, a.layers, a.d_model, a.epochs) == (7, 3, 64, None)     # the flag wins, the rest is --quick
+    # the flag wins, the rest is --quick
+    assert (a.steps, a.layers, a.d_model, a.epochs) == (7, 3, 64, None)
     a = ts.get_args(["--paper"])
     assert (a.batch, a.epochs, a.stories, a.d_model) == (512, 3.0, 0, 128)
     assert ts.get_args(["--paper", "--steps", "9"]).epochs is None
     assert ts.get_args(["--paper", "--batch", "64"]).batch == 64
-    for bad in (["--quick", "--paper"], ["--steps", "3", "--epochs", "1"], ["--acts", "nope"], ["--heads", "3"],
+    for bad in (["--quick", "--paper"], ["--steps", "3", "--epochs", "1"], ["--acts", "nope"],
+                ["--heads", "3"],
                 ["--seeds", "0"]):
         with pytest.raises(SystemExit):
             ts.get_args(bad)
 
 
 def test_synthetic_corpus(tmp_path):
-    pa, pb = ts.write_synthetic(str(tmp_path / "a"), 50), ts.write_synthetic(str(tmp_path / "b"), 50)
-    assert [open(x, "rb").read() for x in pa] == [open(y, "rb").read() for y in pb]   # deterministic
+    pa = ts.write_synthetic(str(tmp_path / "a"), 50)
+    pb = ts.write_synthetic(str(tmp_path / "b"), 50)
+    assert [open(x, "rb").read() for x in pa] == [open(y, "rb").read() for y in pb]  # deterministic
     stats = Counter()
     stories = list(ts.read_stories(pa[0], stats))
     assert len(stories) == 50 == len(set(stories)) and stats["empty"] == 0
