@@ -546,11 +546,11 @@ def family_verdict(name, ks, rows):
 
 def sweep_verdicts(a, rows, acts):
     """The definitions, then one verdict line per family (new, not a claim the blog measured)."""
-    out = [f"new -- the blog: \"One could attempt to minimize R² further -- for example, by using "
-           f"high-frequency sine functions -- but this would likely harm trainability.\" Test: R² "
-           f"falls with k when it is lower at every step up in k; a student is trainable when no seed "
-           f"diverged and its training loss fell >= {FALL:g}x from step 0; a spike: the loss rises "
-           f"above {SPIKE:g}x its lowest value so far (above {FLOOR:g})"]
+    out = [f"new -- the blog: \"One could attempt to minimize R² further -- for example, by "
+           f"using high-frequency sine functions -- but this would likely harm trainability.\" "
+           f"Test: R² falls with k when it is lower at every step up in k; a student is trainable "
+           f"when no seed diverged and its training loss fell >= {FALL:g}x from step 0; a spike: "
+           f"the loss rises above {SPIKE:g}x its lowest value so far (above {FLOOR:g})"]
     for family, name in (("sin", "sin(kx)"), ("xsin", "x+sin(kx)")):
         picked = [r for r, act in zip(rows, acts) if act.name == family]
         out.append(family_verdict(name, a.ks, picked))
@@ -627,7 +627,11 @@ def plot_loss_vs_r2(rows, out_dir, plt):
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     panels = (("train_loss", "final training loss (the blog's)"),
               ("heldout_loss", "final held-out loss"))
+    finite = [r for r in rows if math.isfinite(r["r2"])]
     for panel, (key, title) in zip(ax, panels):
+        if len(finite) >= 3:
+            rho = spearman([r["r2"] for r in finite], [r[key] for r in finite])
+            title += f", Spearman {rho:+.2f}"
         for r in rows:
             panel.scatter(r["r2"], r[key], s=25)
             panel.annotate(r["student"], (r["r2"], r[key]), fontsize=7, xytext=(3, 3),
