@@ -813,7 +813,10 @@ def main(argv=None):
         print("verdict: " + line)
     if a.ks:                                               # 4. new: the sine sweep
         sweep = sweep_verdicts(a, rows[n_main:], acts[n_main:])
-        print("\n" + sweep_markdown(rows[n_main:]) + "\n")
+        table = rows[n_main:]
+        if "silu" not in [act.name for act in acts[n_main:]]:
+            table = [find_row(rows, acts, "silu")] + table     # the reference, from the main run
+        print("\n" + sweep_markdown(table) + "\n")
         for line in sweep:
             print("verdict: " + line)
         lines += sweep
