@@ -631,10 +631,11 @@ def reading_section(cells, args):
     else:
         word = "does not fit"
     lines.append(f"verdict (analogy): a \"loose analogy\" is not a testable claim as it stands; "
-                 f"its sharp form, one unit per fact, {word} what we measure: half of a fact's logit comes "
-                 f"from {median_half:.0f} units (median over gates), and removing one unit forgets "
-                 f"{most_per_unit:.1f} facts or more on average -- keys as patterns spread over "
-                 "many units, as Geva et al. (arXiv:2012.14913) read trained transformers.")
+                 f"its sharp form, one unit per fact, {word} what we measure: half of a fact's "
+                 f"own logit comes from its top {median_half:.0f} units (median over gates), and "
+                 f"removing one unit forgets {most_per_unit:.1f} facts or more on average, so "
+                 "units are shared by many facts (Geva et al., arXiv:2012.14913, read a unit's "
+                 "key as a pattern that many inputs trigger).")
     z_ranks = ", ".join(f"{f[2]:.1f}" for f in found)
     a_ranks = ", ".join(f"{f[3]:.1f}/{f[4]}" for f in found)
     lifted = all(f[3] > args.d_model for f in found)
@@ -746,7 +747,8 @@ def plot_edits(curves, path):
             ax.plot(loads, flipped, marker="o", label=label)
         ax.set(xlabel="load N / capacity", title=f"{method} edit", xscale="log")
     axes[0].set_ylabel("other facts flipped (%)")
-    axes[0].legend(fontsize=7)
+    if curves:
+        axes[0].legend(fontsize=7)
     save(fig, path)
 
 
