@@ -684,8 +684,13 @@ def report(results, note, synthetic):
         if math.isfinite(final):
             ours[key] = final
     gates_run = {r["name"] for r in results.values()}
-    paper = {label: rows[3][0] for name, (label, rows) in PAPER.items() if name in gates_run}
-    excess = [ppl / math.exp(loss) - 1 for _, rows in PAPER.values() for loss, ppl in rows]
+    paper = {}                           # the paper's final losses of the gates we ran
+    excess = []                          # how far the paper's ppl is above exp(its loss), per cell
+    for name, (label, values) in PAPER.items():
+        if name in gates_run:
+            paper[label] = values[-1][0]
+        for loss, ppl in values:
+            excess.append(ppl / math.exp(loss) - 1)
     text = []
     if synthetic:
         text += ["**SYNTHETIC STAND-IN CORPUS (--synthetic), NOT TinyStories: the 'this run' rows "
