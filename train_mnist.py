@@ -894,10 +894,14 @@ def settings(parser, argv):
     cfg = Config(**values)
     try:
         gates = check_config(cfg)
-        device = pick_device(args.device)
-        torch.empty(1, device=device)                  # an unusable device fails here, in one line
-    except (ValueError, RuntimeError, AssertionError) as e:
+    except ValueError as e:
         parser.error(str(e).splitlines()[0])
+    device = pick_device(args.device)
+    try:
+        torch.empty(1, device=device)                  # an unusable device fails here, in one line
+    except (RuntimeError, AssertionError) as e:
+        why = str(e).splitlines()[0][:100]
+        parser.error(f"--device {args.device}: not usable with this torch ({why})")
     return args, cfg, gates, device
 
 def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
