@@ -22,8 +22,8 @@ Our setup is a reconstruction read off the blog's figures: gensilu with period T
 training set trained full batch with its training loss plotted (smooth curves down to 1e-13 = an
 exact fit of finitely many points). The held-out loss is printed beside it. Expect: the blog's R^2
 ordering; gensilu (0,1) and (1,1) near 1e-13 against SiLU near 1e-4; lower R^2 with lower training
-loss but higher held-out loss; the sine students' R^2 falling with k, and training failing at the
-highest k.
+loss but higher held-out loss; the sine students' R^2 falling as k rises to 8, their loss spiking,
+and training failing at k = 16.
 """
 import argparse
 import json
@@ -546,8 +546,8 @@ def family_verdict(name, ks, rows):
 
 def sweep_verdicts(a, rows, acts):
     """The definitions, then one verdict line per family (new, not a claim the blog measured)."""
-    out = [f"new -- the blog: \"One could attempt to minimize R² further -- for example, by "
-           f"using high-frequency sine functions -- but this would likely harm trainability.\" "
+    out = [f"new -- the blog: \"One could attempt to minimize R² further—for example, by "
+           f"using high-frequency sine functions—but this would likely harm trainability.\" "
            f"Test: R² falls with k when it is lower at every step up in k; a student is trainable "
            f"when no seed diverged and its training loss fell >= {FALL:g}x from step 0; a spike: "
            f"the loss rises above {SPIKE:g}x its lowest value so far (above {FLOOR:g})"]
@@ -701,10 +701,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_ks(text):
-    """'1,2,4' -> [1.0, 2.0, 4.0]; 'none' or '' -> []."""
+    """'4,1,2' -> [1.0, 2.0, 4.0] (sorted: the verdict steps up in k); 'none' or '' -> []."""
     if text.strip().lower() in ("", "none"):
         return []
-    return [float(k) for k in text.split(",") if k.strip()]
+    return sorted(set(float(k) for k in text.split(",") if k.strip()))
 
 
 def get_args(argv=None):
