@@ -58,24 +58,6 @@ CONFIG = dict(
     out="out/mlp",
     device="auto",
 )
-HELP = dict(
-    acts="the students' activations, comma separated; choose from: " + activations.act_choices(),
-    sine_ks="frequencies k of the sine sweep (new): students sin(kx), x+sin(kx); 'none' skips it",
-    depth="residual blocks",
-    width="model width d",
-    expand="hidden width = expand * d",
-    norm="pre: h + alpha*MLP(LN(h)); post: LN(h + alpha*MLP(h)); none: h + alpha*MLP(h)",
-    alpha="scale of each block's MLP output on the residual stream",
-    train_size="size N of the fixed training set, trained full batch; 0: a fresh batch every step",
-    batch="size of each fresh batch (with --train-size 0)",
-    steps="Adam steps",
-    lr="Adam learning rate",
-    eval_every="measure R^2 and the held-out loss every this many steps",
-    eval_size="held-out inputs for R^2 and the held-out loss",
-    seeds="seeds per activation (one teacher and one student init per seed)",
-    out="output folder",
-    device="auto picks cuda, then mps, then cpu",
-)
 CHOICES = dict(norm=("pre", "post", "none"), device=("auto", "cpu", "cuda", "mps"))
 QUICK = dict(width=16, steps=300, eval_every=20, eval_size=512, train_size=256, sine_ks="1,4,16")
 TEACHER = "silu"
@@ -693,6 +675,27 @@ def write_json(path, data):
     with open(path + ".tmp", "w") as f:
         json.dump(data, f)
     os.replace(path + ".tmp", path)
+
+
+# the flags' help texts; get_args appends each default from CONFIG
+HELP = dict(
+    acts="the students' activations, comma separated; choose from: " + activations.act_choices(),
+    sine_ks="frequencies k of the sine sweep (new): students sin(kx), x+sin(kx); 'none' skips it",
+    depth="residual blocks",
+    width="model width d",
+    expand="hidden width = expand * d",
+    norm="pre: h + alpha*MLP(LN(h)); post: LN(h + alpha*MLP(h)); none: h + alpha*MLP(h)",
+    alpha="scale of each block's MLP output on the residual stream",
+    train_size="size N of the fixed training set, trained full batch; 0: a fresh batch every step",
+    batch="size of each fresh batch (with --train-size 0)",
+    steps="Adam steps",
+    lr="Adam learning rate",
+    eval_every="measure R^2 and the held-out loss every this many steps",
+    eval_size="held-out inputs for R^2 and the held-out loss",
+    seeds="seeds per activation (one teacher and one student init per seed)",
+    out="output folder",
+    device="auto picks cuda, then mps, then cpu",
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
