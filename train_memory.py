@@ -19,10 +19,12 @@ Five measurements, each a table and a verdict against the card's sentence:
   3. dead units and gradient through closed units, ReLU vs the smooth gates, during training;
   4. how many hidden units hold one fact, and the effective rank of the hidden activations;
   5. a rank-one edit and a gradient edit of one fact: how many other facts flip.
-Expected: each gate stores a roughly constant number of bits per parameter (near 2), so capacity
-grows with r and 4x is not special; GLU's advantage at equal width mostly disappears at equal
-parameters; facts are spread over many units (superposition), the hidden activations are far from
-low-rank, and editing one fact flips others more often as the memory fills.
+Expected: at >= 99 % recall each gate stores about 1.4 to 2 bits per parameter (Allen-Zhu & Li:
+about 2), so capacity grows with r and 4x is not special -- except the bilinear gate, whose output
+is d quadratic forms of the key: its capacity stops growing with width. GLU at the plain width
+stores about 1.5x more, as it has 1.5x the parameters; at matched parameters it is roughly on par.
+Units are shared by many facts, the hidden activations are far from low-rank (against the card),
+and editing one fact flips others, more as the memory fills.
 
     python train_memory.py            # default run (docs/memory.md)
     python train_memory.py --quick    # classroom run, fewer ratios and steps
@@ -387,7 +389,7 @@ def summarise(groups, steps):
         late = distance.index(min(distance))                  # the record nearest 3/4 of training
         for i, label in enumerate(g.labels):
             cell = dict(group=g, params=g.params, hidden=g.memory.hidden, ns=g.ns, loads=g.loads,
-                        members=[], recall=[], gain=[])
+                        act=g.memory.acts[i], members=[], recall=[], gain=[])
             for load in range(len(g.loads)):
                 members = [g.member(i, load, s) for s in range(g.S)]
                 curve = g.recall[:, members].mean(1)                          # [R + 1]
@@ -444,7 +446,7 @@ CARD = dict(
 
 def capacity_section(cells, args):
     """1. Capacity per gate and ratio (plain, and GLU at the plain width), bits per parameter."""
-    rows, bits, stored = [], {}, {}
+    rows, bits, stored, quadratic = [], {}, {}, []
     for (family, ratio, label), c in cells.items():
         if family == "glu-matched":
             continue
@@ -453,13 +455,20 @@ def capacity_section(cells, args):
         bits.setdefault(label, {})[ratio] = b99
         kind = "plain" if family == "plain" else "GLU"
         most = f"{c['most']:.0f} (load {c['most_load']:g})"
-        rows.append([label, kind, ratio, c["hidden"], c["params"], c["capacity"], f"{b99:.2f}",
+        capacity, b99_text = str(c["capacity"]), f"{b99:.2f}"
+        if c["cap"] is None:                        # even the smallest load was not stored
+            capacity = f"< {c['ns'][0]}"
+            b99_text = f"< {bits_per_param(c['ns'][0], args.vocab, c['params']):.2f}"
+        rows.append([label, kind, ratio, c["hidden"], c["params"], capacity, b99_text,
                      most, f"{bmost:.2f}", f"{100 * c['gain_above']:+.1f}"])
         stored.setdefault(label, []).append(c["capacity"])
+        if family == "glu" and c["act"].name == "identity":
+            quadratic.append(f"{capacity} at r = {ratio}")
     header = ["gate", "kind", "r", "hidden", "params", "capacity (facts, >= 99 %)", "bits/param",
               "most facts recalled", "bits/param", "recall gain, last quarter (points)"]
-    every = [b for per in bits.values() for b in per.values()]
+    every = [b for per in bits.values() for b in per.values() if b > 0] or [0.0]
     median = sorted(every)[len(every) // 2]
+    missed = sum(b == 0 for per in bits.values() for b in per.values())
     r4 = card_ratio(args.ratios)
     special = 0
     for per in bits.values():
@@ -480,15 +489,31 @@ def capacity_section(cells, args):
         f"card: \"{CARD['ratio']}\"",
         "verdict: a description of practice, not a claim about memory: not testable as it stands. "
         f"New: capacity grows with r for {growing} of {len(stored)} gates; bits per parameter "
-        f"at capacity range {min(every):.2f}..{max(every):.2f} (median {median:.2f}), and r = "
+        f"at capacity range {min(every):.2f}..{max(every):.2f} (median {median:.2f}; {missed} "
+        "cells stored not even the smallest load), and r = "
         f"{r4} stores more bits per parameter than every other ratio for {special} of "
         f"{len(bits)} gates. Convergence: recall still rose by up to {100 * late:.1f} points in "
         "the last quarter just above capacity.",
+        *bilinear_note(quadratic, args),
         f"beside the source: Allen-Zhu & Li (arXiv:2404.05405) report about {ALLEN_ZHU_BITS:g} "
         f"bits per parameter for language models; here the median is {median:.2f} at >= 99 % "
         "recall (random facts, one MLP, argmax recall: a different setting, so a comparison of "
         "orders of magnitude, not a reproduction)."]
     return lines, bits
+
+
+# A bilinear layer (identity gate) computes a_j = (g_j . k)(v_j . k), so each output coordinate
+# sum_j W_down[i, j] a_j = k^T Q_i k is a quadratic form of the key, Q_i symmetric d x d: whatever
+# the width h, the layer is d such forms, at most d * d (d + 1) / 2 free numbers.
+def bilinear_note(quadratic, args):
+    if not quadratic:
+        return []
+    d = args.d_model
+    free = d * d * (d + 1) // 2
+    return [f"bilinear (new): capacity {', '.join(quadratic)}. Its output is d quadratic forms "
+            f"k^T Q k of the key, at most d d (d + 1) / 2 = {free} free numbers whatever the "
+            f"width, i.e. about {ALLEN_ZHU_BITS * free / math.log2(args.vocab):.0f} facts at "
+            f"{ALLEN_ZHU_BITS:g} bits per free number: its capacity stops growing with r."]
 
 
 def matched_section(cells, args):

@@ -50,7 +50,7 @@ def test_rank_one_edit_is_rank_one_least_norm_and_exact():
     for e in range(E):
         assert torch.linalg.matrix_rank(delta[e]) == 1
         assert torch.allclose((W + delta[e]) @ a[e], target[e], atol=1e-12)
-        # independent: the least-norm solution of the linear system (Delta a = e), vec(Delta) row-major
+        # independent: the least-norm solution of Delta a = e, with vec(Delta) row-major
         system = torch.kron(torch.eye(d, dtype=torch.float64), a[e][None])      # [d, d h]
         least = torch.linalg.pinv(system) @ (target[e] - W @ a[e])
         assert torch.allclose(delta[e].flatten(), least, atol=1e-10)
@@ -95,9 +95,11 @@ def test_bits_per_parameter_on_a_crafted_result():
     assert tm.bits_per_param(96, 16, 192) == 2.0
     cells = {}
     for ratio, params, capacity in ((1, 128, 64), (2, 256, 32), (4, 512, 384)):
-        cells[("plain", ratio, "relu")] = dict(params=params, hidden=8 * ratio, capacity=capacity,
-                                               most=capacity + 1.0, most_load=2.0, gain_above=0.0)
-    args = types.SimpleNamespace(vocab=16, loads=[1.0, 2.0], seeds=1, ratios=[1, 2, 4])
+        cells[("plain", ratio, "relu")] = dict(
+            params=params, hidden=8 * ratio, capacity=capacity, cap=1, ns=[capacity // 2, capacity],
+            most=capacity + 1.0, most_load=2.0, gain_above=0.0,
+            act=tm.activations.parse_act("relu"))
+    args = types.SimpleNamespace(vocab=16, loads=[1.0, 2.0], seeds=1, ratios=[1, 2, 4], d_model=8)
     lines, bits = tm.capacity_section(cells, args)
     assert bits["relu"] == {1: 64 * 4 / 128, 2: 32 * 4 / 256, 4: 384 * 4 / 512}   # 2, 0.5, 3
     rows = [line for line in lines[2].splitlines() if line.startswith("| relu")]
@@ -151,8 +153,9 @@ def test_cli_error_without_traceback(tmp_path):
 
 
 def test_tiny_end_to_end_run_writes_five_measurements(tmp_path):
-    out = tm.main(TINY + ["--acts", "relu,gelu,silu,swiglu", "--ratios", "1,4", "--loads",
-                          "0.25,0.5,1", "--edits", "2", "--edit-steps", "2", "--out", str(tmp_path)])
+    flags = ["--acts", "relu,gelu,silu,swiglu,bilinear", "--ratios", "1,4", "--loads",
+             "0.25,0.5,1", "--edits", "2", "--edit-steps", "2", "--out", str(tmp_path)]
+    out = tm.main(TINY + flags)
     report = open(tmp_path / "report.md").read()
     assert report == out["report"]
     for k in range(1, 6):
