@@ -229,8 +229,9 @@ def train(groups, data, steps, lr, device, evals=EVALS, progress=True):
         total = 0.0
         for g in groups:
             # The seed is the row index: x[g.seed] gathers, for each model (n, s), row s of x, so
-            # every target and variant of seed s trains on seed s's inputs.        (M, N)
-            loss = g.losses(x[g.seed])              # (M,): each model's own mean loss
+            # every target and variant of seed s trains on seed s's inputs.
+            inputs = x[g.seed]                      # (M, N)
+            loss = g.losses(inputs)                 # (M,): each model's own mean loss
             g.curve[t] = loss.detach().cpu()
             total = total + loss.sum()  # d total / d(model m's weights) = d loss_m / d(the same)
         total.backward()

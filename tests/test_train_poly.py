@@ -1,7 +1,7 @@
-"""Tests for train_poly.py: batched training equals one model at a time, a diverging model leaves the
-others bit-identical and is reported, the exact tied identity ReLU(z) z = ReLU(z)^2, matched parameter
-counts, the fixed training set, the held-out (population) loss against Monte Carlo, the Taylor-gap
-panel, verdicts from numbers, and one-line errors."""
+"""Tests for train_poly.py: batched training equals one model at a time, a diverging model leaves
+the others bit-identical and is reported, the exact tied identity ReLU(z) z = ReLU(z)^2, matched
+parameter counts, the fixed training set, the held-out (population) loss against Monte Carlo, the
+Taylor-gap panel, verdicts from numbers, and one-line errors."""
 import csv
 import math
 import os
@@ -42,25 +42,26 @@ def test_a_diverging_model_leaves_the_others_bit_identical_and_is_reported():
     models = [(n, s) for n in (2, 3) for s in range(3)]
     clean, poisoned = group("relu", "squared", models), group("relu", "squared", models)
     with torch.no_grad():
-        poisoned.params["w"][1] *= 1e20          # model (n=2, seed 1): its loss overflows to inf at once
+        poisoned.params["w"][1] *= 1e20   # model (n=2, seed 1): its loss overflows to inf at once
     tp.train([clean], data, 12, 1e-2, "cpu", evals=3, progress=False)
     tp.train([poisoned], data, 12, 1e-2, "cpu", evals=3, progress=False)
     for k in clean.params:
         others = [i for i in range(len(models)) if i != 1]
         assert torch.equal(clean.params[k][others], poisoned.params[k][others]), k
-        assert not poisoned.params[k][1].isfinite().all()    # the diverged model stays NaN in its own rows
+        assert not poisoned.params[k][1].isfinite().all()   # the diverged model stays NaN
     rows, summary = tp.summarise([poisoned])
     assert [r["diverged_step"] for r in rows] == [0, 1, 0, 0, 0, 0]
     assert rows[1]["train"] == math.inf
-    # the median over seeds counts the diverged seed as +inf: the larger of the two others, not their mean
+    # the median over seeds counts the diverged seed as +inf: the larger of the two others,
+    # not their mean
     finite = sorted(r["train"] for r in rows[:3] if r["diverged_step"] == 0)
     assert summary[("relu", "squared", 2)]["train"] == finite[1] != np.mean(finite)
     assert summary[("relu", "squared", 2)]["diverged"] == 1
 
 
 def test_tied_gated_relu_is_exactly_relu_squared():
-    """ReLU(z) z = ReLU(z)^2 exactly: a gated ReLU unit whose value weights ARE its gate weights (u = w,
-    d = b, one tensor) follows the squared-ReLU net bit for bit under Adam."""
+    """ReLU(z) z = ReLU(z)^2 exactly: a gated ReLU unit whose value weights ARE its gate weights
+    (u = w, d = b, one tensor) follows the squared-ReLU net bit for bit under Adam."""
     init = tp.init_params("squared", 16, seed=5)
     x = torch.randn(1, 128, generator=torch.Generator().manual_seed(0))
     y = x ** 3
@@ -106,8 +107,8 @@ def numpy_forward(params, x, variant):
 
 def test_heldout_loss_is_the_population_loss_monte_carlo():
     """The held-out loss train() records after its last step equals E_{x~N(0,1)} (f(x) - x^n)^2 of
-    the trained model, estimated from 4 million fresh samples (within 4 standard errors, ~3 % at x^4,
-    where the error lives in the tails: a quadrature cut at |x| = 4 would be ~7 % low)."""
+    the trained model, estimated from 4 million fresh samples (within 4 standard errors, ~3 % at
+    x^4, where the error lives in the tails: a quadrature cut at |x| = 4 would be ~7 % low)."""
     data = tp.training_data(seeds=1, size=64, batch=0, device="cpu")
     models = [(n, 0) for n in tp.TARGETS]
     groups = [group("relu", "plain", models, width=8), group("silu", "gated", models, width=8)]
@@ -121,24 +122,28 @@ def test_heldout_loss_is_the_population_loss_monte_carlo():
             mean, stderr = sq.mean(), sq.std() / math.sqrt(sq.size)
             recorded = g.test[-1, i].item()
             assert abs(recorded - mean) < 4 * stderr, (g.variant, n, recorded, mean, stderr)
-            assert stderr < 0.01 * mean                 # the estimate is sharp enough to mean something
+            assert stderr < 0.01 * mean       # the estimate is sharp enough to mean something
 
 
 def test_match_params_counts_the_weights_actually_built(tmp_path):
-    res = tp.main([*TINY, "--acts", "relu", "--variants", "plain,gated", "--match-params", "--out", str(tmp_path)])
+    res = tp.main([*TINY, "--acts", "relu", "--variants", "plain,gated", "--match-params",
+                   "--out", str(tmp_path)])
     counts = {r["variant"]: r["params"] for r in res["models"]}
     assert counts["plain"] == 3 * 16 + 1 and abs(counts["gated"] - counts["plain"]) <= 2
     for width in (1, 5, 16, 64, 100):
         h = max(1, round(3 * width / 5))
         built = sum(v.numel() for v in tp.init_params("gated", h, 0).values())
         assert built == tp.n_params("gated", h) and abs(built - (3 * width + 1)) <= 2
-        assert all(abs(tp.n_params("gated", k) - 3 * width - 1) >= abs(built - 3 * width - 1) for k in range(1, 200))
+        best = abs(built - 3 * width - 1)
+        for k in range(1, 200):
+            assert abs(tp.n_params("gated", k) - 3 * width - 1) >= best
 
 
 def test_cli_run_is_deterministic_and_writes_every_file(tmp_path):
     args = [*TINY, "--acts", "relu,gelu"]
-    a, b = (tp.main([*args, "--out", str(tmp_path / d)]) for d in "ab")
-    assert a["models"] == b["models"]                                     # exact floats, every model
+    a = tp.main([*args, "--out", str(tmp_path / "a")])
+    b = tp.main([*args, "--out", str(tmp_path / "b")])
+    assert a["models"] == b["models"]                        # exact floats, every model
     variants = {(m["act"], m["variant"]) for m in a["models"]}
     assert ("gelu", "integral") in variants and ("relu", "integral") in variants
     for p in a["paths"]:
@@ -147,16 +152,22 @@ def test_cli_run_is_deterministic_and_writes_every_file(tmp_path):
     rows = list(csv.DictReader(open(a["paths"][3])))
     assert len(rows) == 2 * 4 * 4 * 2 and {r["variant"] for r in rows} == set(tp.VARIANTS)
     # plain relu2 (the integral of relu, times 2) computes exactly what squared relu computes
-    same = {(m["n"], m["seed"], m["variant"]): m["train"] for m in a["models"] if m["act"] == "relu"}
-    assert all(same[(n, s, "integral")] == same[(n, s, "squared")] for n in tp.TARGETS for s in (0, 1))
+    relu = {}
+    for m in a["models"]:
+        if m["act"] == "relu":
+            relu[(m["n"], m["seed"], m["variant"])] = m["train"]
+    for n in tp.TARGETS:
+        for s in (0, 1):
+            assert relu[(n, s, "integral")] == relu[(n, s, "squared")]
 
 
 def test_taylor_gap_shrinks_like_eps_squared_except_at_the_relu_kink():
     gaps = tp.taylor_gaps()
     assert abs(gaps["silu"]["slope"] - 2) < 0.05 and abs(gaps["gelu"]["slope"] - 2) < 0.05
     assert abs(gaps["relu"]["slope"] - 1) < 0.05
-    x, gap = gaps["relu"]["x"], gaps["relu"]["gap01"]                     # eps = 0.1, w = 1, b = 0.5
-    near = (x + 0.5).abs() < 0.1 * x.abs()                               # the kink lies between (1 -+ 0.1)x + 0.5
+    x = gaps["relu"]["x"]
+    gap = gaps["relu"]["gap01"]                                  # eps = 0.1, w = 1, b = 0.5
+    near = (x + 0.5).abs() < 0.1 * x.abs()      # the kink lies between (1 -+ 0.1)x + 0.5
     assert gap[~near].max() < 1e-12 and gap[near].max() > 0.2
 
 
@@ -178,7 +189,8 @@ def test_verdicts_follow_the_numbers_and_count_divergence_as_worst():
     assert "squared sometimes better than gated: DOES NOT HOLD (squared lower at no n)" in text
     assert "(the blog's figure: 1, 0.16, 0.12)" in text      # read off: 1e-5/1e-5, 4e-4/2.5e-3, ...
     assert "tracks gated relu (within 3x): PARTLY (2/3)" in text
-    assert "order at x^4: gated 3.0e-01 < squared 5.0e-01 < plain 2.0e+00 < integral 3.0e+00" in text
+    order = "order at x^4: gated 3.0e-01 < squared 5.0e-01 < plain 2.0e+00 < integral 3.0e+00"
+    assert order in text
     loss["squared"] = [0.5, 0.1, 0.5]                                     # now lower at x^3 only
     text = "\n".join(tp.verdicts(summary_of(loss)))
     assert "squared sometimes better than gated: HOLDS (squared lower at x^3)" in text
@@ -197,7 +209,8 @@ def test_explicit_flags_win_over_quick(tmp_path):
     parsed = tp.parse_args(argv)
     assert parsed.steps == 7 and parsed.seeds is None             # parse_args only parses
     a = tp.settings(parsed, argv)
-    assert a.steps == 7 and a.seeds == tp.QUICK["seeds"] and a.train_size == tp.DEFAULTS["train_size"]
+    assert a.steps == 7 and a.seeds == tp.QUICK["seeds"]
+    assert a.train_size == tp.DEFAULTS["train_size"]
     assert not a.no_kernels and a.command.endswith("--quick --steps 7 --out " + str(tmp_path))
 
 
@@ -205,7 +218,7 @@ def test_no_kernels_runs_the_same_formulas_on_cpu(tmp_path):
     args = [*TINY, "--acts", "sqs", "--variants", "plain,gated"]
     fused = tp.main([*args, "--out", str(tmp_path / "a")])
     plain = tp.main([*args, "--no-kernels", "--out", str(tmp_path / "b")])
-    assert fused["models"] == plain["models"]                    # on a CPU no kernel runs either way
+    assert fused["models"] == plain["models"]        # on a CPU no kernel runs either way
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -226,7 +239,8 @@ def test_bad_arguments_are_one_line_errors(args, msg, tmp_path, capsys):
 def test_bad_out_dir_fails_before_training_without_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_poly.py"), "--out", str(blocker / "sub")],
+    script = os.path.join(ROOT, "train_poly.py")
+    r = subprocess.run([sys.executable, script, "--out", str(blocker / "sub")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "models" not in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("train_poly.py: error: --out")
