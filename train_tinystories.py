@@ -793,7 +793,7 @@ def prepare_on_rank0(args, rank, world):
         paths = prepare(args)
     return paths
 
-def setting_help(name, default, quick, paper, text):
+def setting_help(default, quick, paper, text):   # "(default 4, --quick 2, --paper =)"
     shown = "off" if default is None else default
     return f"{text} (default {shown}, --quick {quick}, --paper {paper})"
 
@@ -829,7 +829,7 @@ def get_args(argv=None):
     for name, default, quick, paper, text in SETTINGS:
         kind = float if name in FLOATS else int
         flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=kind, help=setting_help(name, default, quick, paper, text))
+        p.add_argument(flag, type=kind, help=setting_help(default, quick, paper, text))
     p.add_argument("--acts", default="relu,gelu,swiglu,bilinear,sqs",
                    help="the gates, one model each (default relu,gelu,swiglu,bilinear,sqs); "
                    "choose from " + activations.act_choices())
