@@ -490,7 +490,7 @@ def capacity_section(cells, args):
         "verdict: a description of practice, not a claim about memory: not testable as it stands. "
         f"New: capacity grows with r for {growing} of {len(stored)} gates; bits per parameter "
         f"at capacity range {min(every):.2f}..{max(every):.2f} (median {median:.2f}; {missed} "
-        "cells stored not even the smallest load), and r = "
+        "cell(s) stored not even the smallest load), and r = "
         f"{r4} stores more bits per parameter than every other ratio for {special} of "
         f"{len(bits)} gates. Convergence: recall still rose by up to {100 * late:.1f} points in "
         "the last quarter just above capacity.",
@@ -748,7 +748,7 @@ def plot_capacity(cells, args, path):
             if not keys:
                 continue
             params = [cells[k]["params"] for k in keys]
-            stored = [max(cells[k]["capacity"], 0.5) for k in keys]
+            stored = [cells[k]["capacity"] or math.nan for k in keys]   # none stored: a gap
             name = label if family != "glu-matched" else label + " (2/3 width)"
             ax.plot(params, stored, style, marker="o", color=colors[label], label=name)
     top = max(c["params"] for c in cells.values())
@@ -771,6 +771,7 @@ def plot_edits(curves, path):
             flipped = [100 * m[method][1] for _, m in points]
             ax.plot(loads, flipped, marker="o", label=label)
         ax.set(xlabel="load N / capacity", title=f"{method} edit", xscale="log")
+        ax.set_xticks([0.25, 0.5, 1.0], ["1/4", "1/2", "1"])
     axes[0].set_ylabel("other facts flipped (%)")
     if curves:
         axes[0].legend(fontsize=7)
