@@ -552,7 +552,8 @@ def matched_section(cells, args):
         "## 2. Gated vs plain at matched parameters",
         "A GLU of width h has 3 h d parameters, the plain MLP 2 h d; width round(2/3 h) matches "
         "(Shazeer, arXiv:2002.05202). \"Gated is better\" here: a capacity above the best plain "
-        "gate's at the same r (equal capacities, one grid step apart at most, are ties).",
+        "gate's at the same r (equal capacities are ties; each capacity is known to within the "
+        "load grid's step).",
         md_table(header, rows),
         f"card: \"{CARD['swiglu']}\"",
         f"card: \"{CARD['match']}\"",
