@@ -60,7 +60,7 @@ DEFAULTS = dict(
     edit_steps=10,       # Adam steps of the gradient edit (on the edited fact alone)
     out="out/memory",
     device="auto")
-QUICK = dict(ratios="1,2,4", steps=400, edits=8)
+QUICK = dict(ratios="1,2,4", steps=300, edits=8)
 THRESHOLD = 0.99         # a load is stored when at least 99 % of its facts are recalled
 RECORDS = 8              # recall and gate statistics: recorded 8 times in training and at the end
 CARD_RATIO = 4           # measurements 3-5 use the card's 4x (or the closest ratio trained)
@@ -610,30 +610,39 @@ def gates_section(cells, args):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def read_member(g, m):
+    """Measurement 4 for member m of group g -> dict of per-fact and per-unit counts and effective
+    ranks, or None if it recalls no fact."""
+    keys, values, U = g.facts(m)
+    z, a = g.memory.hidden_units(g.keys)
+    z, a, W_down = z[m, :len(values)], a[m, :len(values)], g.memory.W_down[m]
+    out = a @ W_down.T
+    recalled = (out @ U.T).argmax(-1) == values
+    if not recalled.any():
+        return None
+    return dict(
+        forget=units_to_forget(a[recalled], W_down, U, values[recalled]).float().median(),
+        half=units_for_half(a[recalled], W_down, U, values[recalled]).float().median(),
+        per_unit=facts_per_unit(a, W_down, U, values).float().mean(),
+        ranks=[effective_rank(x) for x in (keys, z, a, out)], n=len(values))
+
+
 def reading_section(cells, args):
     """4. Units removed before a fact is forgotten; effective ranks of keys, z, a and the output."""
     r4, rows, found = card_ratio(args.ratios), [], []
     for (family, ratio, label), c in cells.items():
         if ratio != r4 or family == "glu-matched":
             continue
-        g = c["group"]
-        m = c["members"][at_capacity(c)][0]                                   # seed 0 at capacity
-        keys, values, U = g.facts(m)
-        z, a = g.memory.hidden_units(g.keys)
-        z, a, W_down = z[m, :len(values)], a[m, :len(values)], g.memory.W_down[m]
-        out = a @ W_down.T
-        recalled = (out @ U.T).argmax(-1) == values
-        if not recalled.any():
+        h = c["hidden"]
+        r = read_member(c["group"], c["members"][at_capacity(c)][0])         # seed 0 at capacity
+        if r is None:
             continue
-        k = units_to_forget(a[recalled], W_down, U, values[recalled]).float()
-        half = units_for_half(a[recalled], W_down, U, values[recalled]).float()
-        per_unit = facts_per_unit(a, W_down, U, values).float()
-        ranks = [effective_rank(x) for x in (keys, z, a, out)]
-        found.append((label, float(half.median()), ranks[1], ranks[2], g.memory.hidden,
-                      float(per_unit.mean())))
-        rows.append([label, len(values), g.memory.hidden, f"{len(values) / g.memory.hidden:.1f}",
-                     f"{float(k.median()):.0f}", f"{float(half.median()):.0f}",
-                     f"{float(per_unit.mean()):.1f}"] + [f"{x:.1f}" for x in ranks])
+        found.append((label, float(r["half"]), r["ranks"][1], r["ranks"][2], h,
+                      float(r["per_unit"])))
+        rows.append([label, r["n"], h, f"{r['n'] / h:.1f}", f"{float(r['forget']):.0f}",
+                     f"{float(r['half']):.0f}", f"{float(r['per_unit']):.1f}"]
+                    + [f"{x:.1f}" for x in r["ranks"]])
     header = ["gate", "facts N", "units h", "facts / units", "units removed to forget (median)",
               "units carrying half its logit (median)", "facts forgotten per unit removed",
               "erank keys", "erank z (<= d)", "erank a", "erank output"]
