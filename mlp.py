@@ -751,11 +751,14 @@ def check_args(p, a):
         p.error(f"--eval-size ({a.eval_size}) must exceed width+1 ({a.width + 1}) for the R^2 fit")
     try:
         a.act_list = activations.parse_acts(a.acts)
+    except ValueError as e:
+        p.error(f"--acts: {e}")
+    try:
         a.ks = parse_ks(a.sine_ks)
         for k in a.ks:
             activations.check_sine(k)
     except ValueError as e:
-        p.error(f"{e} (--acts {a.acts!r}, --sine-ks {a.sine_ks!r})")
+        p.error(f"--sine-ks {a.sine_ks!r}: {e}")
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
                  "mps": torch.backends.mps.is_available()}
     if a.device == "auto":
