@@ -1,7 +1,8 @@
 """Tests for train_memory.py: one configuration trained alone equals the same one inside the
 ensemble; the rank-one edit is rank one, least-norm and makes the new value the argmax; matched
 widths match parameter counts; bits per parameter and the capacity search on crafted results;
-plain vs GLU in --acts; one-line errors; a tiny end-to-end run."""
+plain vs GLU in --acts; unit counts and effective ranks on crafted inputs; one-line errors; a
+tiny end-to-end run."""
 import math
 import os
 import subprocess
@@ -165,3 +166,22 @@ def test_tiny_end_to_end_run_writes_five_measurements(tmp_path):
     for (family, ratio, label), cell in out["cells"].items():
         recalled = max(r * n for r, n in zip(cell["recall"], cell["ns"]))
         assert math.isclose(cell["most"], recalled)
+
+
+def test_unit_counts_on_a_crafted_memory():
+    # d = V = 2, U = identity; units 0 and 1 write (1, 0), unit 2 writes (0, 1).
+    U = torch.eye(2)
+    W_down = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    a = torch.tensor([[2.0, 1.0, 0.5],          # output (3, 0.5): value 0, held by units 0 and 1
+                      [0.1, 0.0, 1.0]])         # output (0.1, 1): value 1, held by unit 2 alone
+    values = torch.tensor([0, 1])
+    # fact 0: without unit 0 the output is (1, 0.5), still 0; without unit 1 too, (0, 0.5): forgotten
+    assert tm.units_to_forget(a, W_down, U, values).tolist() == [2, 1]
+    assert tm.units_for_half(a, W_down, U, values).tolist() == [1, 1]    # 2 of 3; 1 of 1
+    assert tm.facts_per_unit(a, W_down, U, values).tolist() == [0, 0, 1]
+
+
+def test_effective_rank_of_known_spectra():
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(1)))
+    assert tm.effective_rank(q[:, :4] * 3.0) == pytest.approx(4.0)     # four equal singular values
+    assert tm.effective_rank(torch.outer(torch.arange(1.0, 6.0), torch.ones(3))) == pytest.approx(1)
