@@ -175,7 +175,7 @@ def test_unit_counts_on_a_crafted_memory():
     a = torch.tensor([[2.0, 1.0, 0.5],          # output (3, 0.5): value 0, held by units 0 and 1
                       [0.1, 0.0, 1.0]])         # output (0.1, 1): value 1, held by unit 2 alone
     values = torch.tensor([0, 1])
-    # fact 0: without unit 0 the output is (1, 0.5), still 0; without unit 1 too, (0, 0.5): forgotten
+    # fact 0: without unit 0 the output is (1, 0.5), still 0; without unit 1, (0, 0.5): forgotten
     assert tm.units_to_forget(a, W_down, U, values).tolist() == [2, 1]
     assert tm.units_for_half(a, W_down, U, values).tolist() == [1, 1]    # 2 of 3; 1 of 1
     assert tm.facts_per_unit(a, W_down, U, values).tolist() == [0, 0, 1]
