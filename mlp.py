@@ -14,9 +14,10 @@ A random residual SiLU network (the teacher) is frozen; students of the same sha
 activation learn to imitate it by MSE. Each block's MLP is asked: how much of what you emit could an
 affine map of what you received have emitted? That fraction is R^2 (r2()). The blog: "lower R²
 values tend to correspond to lower losses"; generalized SiLU (0,1) or (1,1) "can achieve extremely
-low loss"; its R^2 figure orders tanh > silu > relu > relu^2 > silu^2. And, not measured there: "One
-could attempt to minimize R² further—for example, by using high-frequency sine functions—but this
-would likely harm trainability." Students sin(kx) and x + sin(kx), k = 1..16, measure it (new).
+low loss"; its R^2 figure orders tanh > silu > relu > relu^2 > silu^2. And, not measured there:
+"One could attempt to minimize R² further—for example, by using high-frequency sine
+functions—but this would likely harm trainability." Students sin(kx) and x + sin(kx),
+k = 1..16, measure it (new).
 
 Our setup is a reconstruction read off the blog's figures: gensilu with period T = 1, and a FIXED
 training set trained full batch with its training loss plotted (smooth curves down to 1e-13 = an
