@@ -159,7 +159,8 @@ class Net(torch.nn.Module):
 
     def matmul_flops(self, batch):
         """Matmul FLOPs of one training step: the forward does 2*B*out*in per matrix; the backward
-        the same for each weight gradient and each input gradient, except W_e's (the pixels')."""
+        the same for each weight gradient and each input gradient, except W_e's input gradient
+        (the pixels need none)."""
         forward = 0
         for w in self.parameters():
             forward += 2 * batch * w[0].numel()
@@ -332,8 +333,8 @@ def gemm_rate(device, n=2048, reps=3):
 def matmul_seconds(net, batch, reps=5):
     """Seconds of one training step's matmuls alone, median of reps: for each matrix [out, in] that
     forward() multiplies by, per gate, the forward bmm, the weight-gradient bmm and (except W_e's)
-    the input-gradient bmm, on random operands of the same shapes. The rest of a step is
-    activations, loss and AdamW."""
+    the input-gradient bmm, on random operands of the same shapes (new ones per gate, as in a real
+    step). The rest of a step is activations, loss and AdamW."""
     dev = net.W_e.device
     d = net.d
     matrices = [(d, 784)]                                  # W_e
@@ -343,21 +344,21 @@ def matmul_seconds(net, batch, reps=5):
         matrices.append((d, d))
     matrices.append((10, d))                               # W_u
     operands = []
-    for k, (out_dim, in_dim) in enumerate(matrices):
-        a = torch.randn(net.S, batch, in_dim, device=dev)                 # layer input
-        grad = torch.randn(net.S, batch, out_dim, device=dev)             # gradient of its output
-        weight = torch.randn(net.S, out_dim, in_dim, device=dev)
-        operands.append((a, grad, weight, k == 0))
+    for _gate in range(net.G):
+        for k, (out_dim, in_dim) in enumerate(matrices):
+            a = torch.randn(net.S, batch, in_dim, device=dev)             # layer input
+            grad = torch.randn(net.S, batch, out_dim, device=dev)         # gradient of its output
+            weight = torch.randn(net.S, out_dim, in_dim, device=dev)
+            operands.append((a, grad, weight, k == 0))
     times = []
     for _ in range(reps):
         wait(dev)
         t = time.perf_counter()
-        for _gate in range(net.G):
-            for a, grad, weight, is_embedding in operands:
-                torch.bmm(a, weight.mT)                                   # forward [S, B, out]
-                torch.bmm(grad.mT, a)                                     # weight grad [S, out, in]
-                if not is_embedding:
-                    torch.bmm(grad, weight)                               # input grad [S, B, in]
+        for a, grad, weight, is_embedding in operands:
+            torch.bmm(a, weight.mT)                                       # forward [S, B, out]
+            torch.bmm(grad.mT, a)                                         # weight grad [S, out, in]
+            if not is_embedding:
+                torch.bmm(grad, weight)                                   # input grad [S, B, in]
         wait(dev)
         times.append(time.perf_counter() - t)
     return sorted(times)[reps // 2]
