@@ -55,8 +55,8 @@ def write_dataset(folder, data, gz=(True, False, True, False)):
 
 
 def run_cli(*args, cwd=None):
-    r = subprocess.run([sys.executable, SCRIPT, "--no-progress", *args], capture_output=True, text=True,
-                       timeout=300, cwd=cwd)
+    r = subprocess.run([sys.executable, SCRIPT, "--no-progress", *args], capture_output=True,
+                       text=True, timeout=300, cwd=cwd)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -67,7 +67,8 @@ def test_idx_round_trip_gz_and_raw(tmp_path, gz):
     write_dataset(str(tmp_path), data, gz)
     got = T.load_data("fashion", str(tmp_path), mirrors=[])
     assert torch.equal(got["train_x"], torch.from_numpy(data["train"][0].reshape(50, 784)))
-    assert got["train_y"].dtype == torch.int64 and got["train_y"].tolist() == data["train"][1].tolist()
+    assert got["train_y"].dtype == torch.int64
+    assert got["train_y"].tolist() == data["train"][1].tolist()
     assert torch.equal(got["test_x"], torch.from_numpy(data["test"][0].reshape(20, 784)))
     assert got["test_y"].tolist() == data["test"][1].tolist()
 
@@ -113,27 +114,32 @@ def test_download_md5_checked_falls_back_to_next_mirror_and_leaves_nothing(tmp_p
     write_dataset(str(bad), toy(30, 10, seed=3), gz=(True,) * 4)
     paths = write_dataset(str(good), toy(30, 10, seed=4), gz=(True,) * 4)
     md5 = tuple(hashlib.md5(open(p, "rb").read()).hexdigest() for p in paths)
-    monkeypatch.setitem(T.MD5, "mnist", md5)            # the table of checksums, for our synthetic files
+    monkeypatch.setitem(T.MD5, "mnist", md5)            # the checksums of our synthetic files
     dest = tmp_path / "dl"
-    with pytest.raises(T.DataError) as e:                # only a mirror with wrong files: nothing is kept
+    with pytest.raises(T.DataError) as e:                # only wrong files on offer: nothing kept
         T.load_data("mnist", str(dest), mirrors=[f"file://{bad}/", f"file://{tmp_path}/missing/"])
     assert "MD5" in str(e.value) and "\n" not in str(e.value) and T.FILES[0] in str(e.value)
     assert not dest.exists() or os.listdir(dest) == []
     got = T.load_data("mnist", str(dest), mirrors=[f"file://{bad}/", f"file://{good}/"])
-    assert sorted(os.listdir(dest)) == sorted(n + ".gz" for n in T.FILES) and len(got["train_x"]) == 30
+    assert sorted(os.listdir(dest)) == sorted(n + ".gz" for n in T.FILES)
+    assert len(got["train_x"]) == 30
 
 
 def test_offline_cli_is_one_line_and_writes_nothing(tmp_path):
     if os.path.isdir("/usr/share/datasets/mnist"):
         pytest.skip("MNIST installed system-wide here")
     rc, out, err = run_cli("--dataset", "mnist", "--out", str(tmp_path / "o"), cwd=tmp_path)
-    assert rc == 1 and err.startswith("error: ") and err.strip().count("\n") == 0 and T.FILES[0] in err
-    assert not (tmp_path / "data" / "mnist").exists() or os.listdir(tmp_path / "data" / "mnist") == []
+    assert rc == 1 and err.startswith("error: ") and err.strip().count("\n") == 0
+    assert T.FILES[0] in err
+    folder = tmp_path / "data" / "mnist"
+    assert not folder.exists() or os.listdir(folder) == []
 
 
-@pytest.mark.parametrize("bad,word", [(dict(lr=-1.0), "--lr"), (dict(lr=math.nan), "--lr"), (dict(seeds=0), "--seeds"),
-                                      (dict(noise_prob=1.5), "--noise-prob"), (dict(wd=math.inf), "--wd"),
-                                      (dict(input="raw"), "--input"), (dict(acts="relu,relu"), "twice")])
+@pytest.mark.parametrize("bad,word", [(dict(lr=-1.0), "--lr"), (dict(lr=math.nan), "--lr"),
+                                      (dict(seeds=0), "--seeds"),
+                                      (dict(noise_prob=1.5), "--noise-prob"),
+                                      (dict(wd=math.inf), "--wd"), (dict(input="raw"), "--input"),
+                                      (dict(acts="relu,relu"), "twice")])
 def test_check_config_refuses_bad_settings_in_one_line(bad, word):
     with pytest.raises(ValueError) as e:
         T.check_config(T.Config(**bad))
@@ -144,7 +150,8 @@ def test_check_config_refuses_bad_settings_in_one_line(bad, word):
                                        (["--batch", "100000"], "larger than")])
 def test_bad_flags_are_one_line_cli_errors(tmp_path, args, word):
     write_dataset(str(tmp_path / "d"), toy(40, 10))
-    rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--d-model", "8", *args)
+    rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                           "--d-model", "8", *args)
     last = err.strip().splitlines()[-1]
     assert rc == 2 and "Traceback" not in err and word in last, err
 
@@ -152,15 +159,17 @@ def test_bad_flags_are_one_line_cli_errors(tmp_path, args, word):
 # ---------------------------------------------------------------------------------------- model
 def small(seed=0, n_train=300, n_test=60):
     d = toy(n_train, n_test, seed)
-    return dict(train_x=torch.from_numpy(d["train"][0].reshape(-1, 784)), train_y=torch.from_numpy(d["train"][1]).long(),
-                test_x=torch.from_numpy(d["test"][0].reshape(-1, 784)), test_y=torch.from_numpy(d["test"][1]).long())
+    return dict(train_x=torch.from_numpy(d["train"][0].reshape(-1, 784)),
+                train_y=torch.from_numpy(d["train"][1]).long(),
+                test_x=torch.from_numpy(d["test"][0].reshape(-1, 784)),
+                test_y=torch.from_numpy(d["test"][1]).long())
 
 
 def reference_run(act, seed, data, cfg):
     """One model, written independently with nn.Linear, trained on the documented data stream:
     generator 10000 + seed draws per epoch a permutation, then per batch a noise mask and the noise.
     Initial weights: generator `seed` draws W_e, the GLU layers, the output projections (if any),
-    W_u, in that order. --input standard: pixels / 255 standardised by the training set's mean/std."""
+    W_u, in that order. --input standard: pixels / 255 standardised by the training mean/std."""
     gen, d = torch.Generator().manual_seed(seed), cfg.d_model
 
     def init(rows, cols):
@@ -219,12 +228,13 @@ def check_against_reference(acts, cfg, seeds):
         for k, seed in enumerate(seeds):
             losses, params = reference_run(act, seed, data, cfg)
             m = g * len(seeds) + k
-            torch.testing.assert_close(res["test_loss"][ends, m], torch.tensor(losses, dtype=torch.float64),
-                                       rtol=2e-4, atol=2e-5)
+            want = torch.tensor(losses, dtype=torch.float64)
+            torch.testing.assert_close(res["test_loss"][ends, m], want, rtol=2e-4, atol=2e-5)
             torch.testing.assert_close(net.W_e[m], params[0], rtol=1e-3, atol=2e-5)
             torch.testing.assert_close(net.W_u[m], params[-1], rtol=1e-3, atol=2e-5)
             if cfg.out_proj:
-                torch.testing.assert_close(net.W_o[0][m], params[1 + cfg.layers], rtol=1e-3, atol=2e-5)
+                W_o = params[1 + cfg.layers]
+                torch.testing.assert_close(net.W_o[0][m], W_o, rtol=1e-3, atol=2e-5)
     return net, res
 
 
@@ -232,15 +242,17 @@ def test_ensemble_train_equals_independent_single_model_loops():
     cfg = T.Config(seeds=2, epochs=3, batch=64, d_model=16, noise_prob=0.5, lr=3e-3)
     acts = A.parse_acts("relu,sqs,bilinear")
     net, res = check_against_reference(acts, cfg, [0, 1])
-    assert res["step"] == [3, 4, 6, 8, 9, 12]              # 4 steps per epoch (drop_last): epoch ends + quarters
-    # A member alone is bit-for-bit the member inside the ensemble (its seed alone fixes init and data).
+    assert res["step"] == [3, 4, 6, 8, 9, 12]   # 4 steps per epoch (drop_last): ends + quarters
+    # A member alone is bit-for-bit the member inside the ensemble (its seed fixes init and data).
     one = T.Net([acts[1]], [1], d=16)
     data = small()
-    assert torch.equal(T.train(one, data, dataclasses.replace(cfg, seeds=1))["test_loss"][:, 0], res["test_loss"][:, 3])
+    alone = T.train(one, data, dataclasses.replace(cfg, seeds=1))
+    assert torch.equal(alone["test_loss"][:, 0], res["test_loss"][:, 3])
 
 
 def test_standard_input_and_output_projection_equal_the_reference_loop():
-    cfg = T.Config(seeds=1, epochs=2, batch=64, d_model=16, lr=3e-3, input="standard", out_proj=True)
+    cfg = T.Config(seeds=1, epochs=2, batch=64, d_model=16, lr=3e-3, input="standard",
+                   out_proj=True)
     net, res = check_against_reference(A.parse_acts("gelu,sqs"), cfg, [3])
     pixels = small()["train_x"].double() / 255
     assert abs(res["input_mean"] - pixels.mean().item()) < 1e-12
@@ -256,20 +268,21 @@ def test_gates_of_a_seed_share_their_initial_weights_and_seeds_differ():
 
 def test_checkpoint_round_trip_and_garbage(tmp_path):
     net = T.Net(["sqs", "identity"], [0, 5], d=8, layers=2, out_proj=True)
-    cfg = {"acts": [a.spec for a in net.acts], "seeds": net.seeds, "d_model": 8, "layers": 2, "out_proj": True}
+    cfg = {"acts": [a.spec for a in net.acts], "seeds": net.seeds, "d_model": 8, "layers": 2,
+           "out_proj": True}
     T.save_checkpoint(str(tmp_path / "c.pt"), net, cfg)
     back, c = T.load_checkpoint(str(tmp_path / "c.pt"))
     x = torch.rand(3, 784)
     with torch.no_grad():
         assert torch.equal(back(x), net(x)) and c == cfg
     (tmp_path / "t.pt").write_text("not a checkpoint\n")
-    torch.save(torch.zeros(3), tmp_path / "tensor.pt")            # a valid torch file, but not a dict
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")      # a valid torch file, but not a dict
     for bad in ("t.pt", "missing.pt", "tensor.pt"):
         with pytest.raises(T.DataError) as e, warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             T.load_checkpoint(str(tmp_path / bad))
         assert "\n" not in str(e.value) and bad in str(e.value)
-        assert not seen, [str(w.message) for w in seen]           # the one-line error, no warning before it
+        assert not seen, [str(w.message) for w in seen]     # the one-line error, no warning first
 
 
 def test_r2_exact_on_affine_maps_and_closed_forms():
@@ -278,9 +291,9 @@ def test_r2_exact_on_affine_maps_and_closed_forms():
     x[:, 5] = 0                                              # a dead unit: rank-deficient input
     y = x @ torch.randn(6, 4, generator=g) + torch.randn(4, generator=g)
     assert abs(T.r2(x, y) - 1) < 1e-10
-    s = torch.tensor([-1.0, 0.0, 1.0]).repeat(100)[:, None]  # symmetric input: x^2 is uncorrelated with x
+    s = torch.tensor([-1.0, 0.0, 1.0]).repeat(100)[:, None]  # symmetric: x^2 uncorrelated with x
     assert abs(T.r2(s, s ** 2)) < 1e-12
-    noise = torch.randn(500, 4, generator=g)                 # independent: lstsq with an intercept column
+    noise = torch.randn(500, 4, generator=g)                 # independent: lstsq with intercept
     z = y + noise
     X1 = torch.cat([x[:, :5], torch.ones(500, 1)], 1).double()
     res = z.double() - X1 @ torch.linalg.lstsq(X1, z.double()).solution
@@ -306,9 +319,9 @@ def test_first_to_reach_sqs_first_tied_and_behind():
     gelu = [[.50, .50], [.79, .81], [.86, .83], [.88, .88]]
     sqs = [[.50, .50], [.81, .79], [.87, .86], [.88, .88]]
     acc = curves(gelu, sqs)
-    verdict, line = first(acc, 0.80)                       # seed means .80 and .80 at step 20: a tie
+    verdict, line = first(acc, 0.80)                  # seed means .80 and .80 at step 20: a tie
     assert verdict == "TIED" and "step 20" in line and "alone first in 1/2 seeds" in line
-    verdict, line = first(acc, 0.85)                       # SQS mean .865 at step 30, GELU .85: SQS first
+    verdict, line = first(acc, 0.85)                  # SQS mean .865 at step 30, GELU .845
     assert verdict == "HOLDS" and "step 30: SQS;" in line and "alone first in 1/2 seeds" in line
     verdict, line = first(curves(sqs, gelu), 0.85)         # the roles swapped: GELU first
     assert verdict == "DOES NOT HOLD" and "step 30: GELU;" in line and "0/2 seeds" in line
@@ -319,7 +332,7 @@ def test_first_to_reach_never_reached():
     verdict, line = first(acc, 0.90, "fashion")            # Table 1's FMNIST rows stop at .8681 too
     assert verdict == "NOT TESTED" and "cannot be tested on this dataset" in line
     assert "best GELU 0.8600" in line
-    verdict, line = first(acc, 0.90, "mnist")              # MNIST rows reach 90 %: only this run cannot
+    verdict, line = first(acc, 0.90, "mnist")         # MNIST rows reach 90 %: only this run not
     assert verdict == "NOT TESTED" and "cannot be tested" not in line and "in this run" in line
 
 
@@ -332,7 +345,7 @@ def test_on_par_inside_and_outside_the_tolerance():
     outside = np.array([[.870, .871, .869], [.858, .859, .857]])      # 1.20 pt, seeds agree
     verdict, (definition, line) = T.verdict_on_par(names, outside, "fashion")
     assert verdict == "DOES NOT HOLD" and "GELU +1.20 pt" in line and "not on par" in line
-    noisy = np.array([[.870, .850, .890], [.858, .859, .857]])        # same mean gap, seeds disagree
+    noisy = np.array([[.870, .850, .890], [.858, .859, .857]])    # same mean gap, seeds disagree
     assert T.verdict_on_par(names, noisy, "fashion")[0] == "HOLDS"
 
 
@@ -346,28 +359,31 @@ def test_lowest_final_loss_and_below_rivals():
     assert T.verdict_lowest_final_loss(names, final, "fashion")[0] == "HOLDS"
     q_loss = np.zeros((4, 4, 2))
     q_loss[:, 0] = .6                                      # ReLU
-    q_loss[:, 2] = [[.5, .5], [.5, .5], [.5, .5], [.5, .3]]   # Bilinear: below SQS at 100 % in seed 1
+    q_loss[:, 2] = [[.5, .5], [.5, .5], [.5, .5], [.5, .3]]   # Bilinear: below SQS at 100 %, seed 1
     q_loss[:, 3] = .45                                     # SQS
     verdict, line = T.verdict_below(names, q_loss, "ReLU", "fashion")
     assert verdict == "HOLDS" and "4/4 checkpoints" in line and "2/2 seeds" in line
     verdict, line = T.verdict_below(names, q_loss, "Bilinear", "fashion")
-    assert verdict == "DOES NOT HOLD" and "3/4 checkpoints" in line and "1/2 seeds" in line   # .40 < .45
+    assert verdict == "DOES NOT HOLD" and "3/4 checkpoints" in line   # 100 %: mean .40 < .45
+    assert "1/2 seeds" in line
 def test_cli_end_to_end_flags_win_over_quick(tmp_path):
     write_dataset(str(tmp_path / "d"), toy(600, 100))
-    rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--quick", "--epochs",
-                           "2", "--seeds", "1", "--batch", "100", "--d-model", "16", "--acts", "bilinear,sqs")
+    rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                           "--quick", "--epochs", "2", "--seeds", "1", "--batch", "100",
+                           "--d-model", "16", "--acts", "bilinear,sqs")
     assert rc == 0, err
     assert "| SQS | ours |" in out and "| | paper |" in out and "R^2" in out and "GEMM" in out
     assert "time: matmuls" in out and "fused kernel calls" not in out        # CPU: no kernel line
     assert sorted(os.listdir(tmp_path / "o")) == ["ckpt.pt", "curves.png", "report.md"]
     net, c = T.load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))
-    assert (c["epochs"], c["seeds"], c["train_subset"], c["acts"]) == (2, [0], 10_000, ["identity", "sqs:0.01,0.5,1"])
+    got = (c["epochs"], c["seeds"], c["train_subset"], c["acts"])
+    assert got == (2, [0], 10_000, ["identity", "sqs:0.01,0.5,1"])
     assert c["step"][-1] == 12 and net.M == 2
 
 
 def test_every_flag_has_a_help_text_with_its_default():
-    r = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "COLUMNS": "200"})
     blocks = r.stdout.split("\n  --")[1:]                    # one block per option, after the usage
     flags = [b.split()[0] for b in blocks]
     assert "no-kernels" in flags and "device" in flags and "d-model" in flags and len(blocks) >= 19
