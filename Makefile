@@ -12,7 +12,7 @@ TINYSTORIES ?= --synthetic
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c   # a failing script stops `make reproduce` even though tee succeeds
 
-.PHONY: demo test reproduce clean gpu-check
+.PHONY: demo test reproduce verdicts clean gpu-check
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -32,10 +32,19 @@ reproduce: $(STAMP)
 	$(PY) train_mnist.py --dataset fashion           2>&1 | tee out/logs/train_mnist.log
 	$(PY) eigen.py --dataset fashion                 2>&1 | tee out/logs/eigen.log
 	$(PY) train_tinystories.py $(TINYSTORIES)        2>&1 | tee out/logs/train_tinystories.log
+	$(PY) train_memory.py                            2>&1 | tee out/logs/train_memory.log
 	$(PY) kernel_sqs.py --table5 --max-size 1024     2>&1 | tee out/logs/table5.log
+	@$(MAKE) --no-print-directory verdicts
+
+# The verdict lines of every log in out/logs/ (written by `make reproduce`), one section per script.
+VERDICT_LINES := ^verdict|^- .*(HOLDS|PARTLY|DOES NOT HOLD|NOT TESTED|TIED)|^- (Table 1.s final|final accuracy, ours)|^final loss, lowest|^SQS / SwiGLU
+verdicts:
 	@echo; echo "== verdicts (full output in out/logs/) =="
-	@for f in train_poly mlp train_mnist eigen train_tinystories table5; do echo "-- $$f"; \
-	  grep -hE "^verdict:|^- .*(HOLDS|PARTLY|REPRODUCED|NOT TESTED|DOES NOT|within|order)|^final loss, lowest" out/logs/$$f.log || true; done
+	@for f in train_poly mlp train_mnist eigen train_tinystories train_memory table5; do \
+	  echo "-- $$f"; \
+	  test -f out/logs/$$f.log || { echo "(no log: run make reproduce)"; continue; }; \
+	  grep -hE "$(VERDICT_LINES)" out/logs/$$f.log || echo "(no verdict line found)"; \
+	done
 
 # On a CUDA machine: kernel tests compiled, both kernel scripts, Table 5, the --quick runs with the
 # fused kernels; logs and a summary in out/gpu/ (docs/kernels.md). Any python with torch + triton:

@@ -592,17 +592,6 @@ def fail(msg):
     sys.exit(f"error: {msg}")
 
 
-def pick_device(name):
-    """'auto' -> cuda if available, else mps, else cpu; anything else as given."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--dataset", choices=["mnist", "fashion"], default=DATASET,
@@ -646,7 +635,7 @@ def get_args(argv=None):
     except ValueError as e:
         p.error(str(e))
     try:                                          # a bad device: one line now, not a traceback
-        args.device = pick_device(args.device)
+        args.device = tm.pick_device(args.device)
         torch.empty(1, device=args.device)
     except (RuntimeError, AssertionError) as e:   # CPU-only builds assert on "cuda"
         p.error(f"--device {args.device}: {str(e).splitlines()[0]}")

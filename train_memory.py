@@ -739,7 +739,8 @@ def edit_section(cells, args):
                 grows += flipped[1.0] > flipped[0.5]
         lines.append(f"verdict ({method}): {word} -- up to {pct(rippled)} of edits flip another "
                      f"fact; more other facts flip at capacity than at half of it for {grows} of "
-                     f"{pairs} gates (new); the edit itself succeeds in {pct(worst)} or more.")
+                     f"{pairs} gates (new); the edit itself succeeds in at least {pct(worst)} of "
+                     "the edits of every model.")
     return lines, curves
 
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 import activations as A
 
+
 # ==== CONFIG
 # [SQS] A.2.2 states: 2 layers, model dim 128, input noise std 1.0, AdamW lr 1e-3 with weight
 # decay 0.1, batch 512, cosine annealing, 20 epochs, "average over 5 runs". "We follow Pearce et
@@ -67,6 +68,7 @@ class Config:
 # Also from BIL code: no biases, nn.Linear's init, no residual, shuffled batches with drop_last, the
 # cosine schedule stepped once per epoch. Our reading: the SQS formula; the same pipeline for 4.2.
 
+
 QUICK = {"train_subset": 10_000, "epochs": 4, "seeds": 2}   # --quick; flags given explicitly win
 HELP = {
     "dataset": "fashion | mnist",
@@ -84,6 +86,7 @@ HELP = {
     "out_proj": "a d x d projection W_o after each gated product",
     "train_subset": "train on the first N images only (0 = all)",
 }
+
 
 # ==== The model: every weight has a leading member dimension M = G gates x S seeds
 class Net(torch.nn.Module):
@@ -166,10 +169,12 @@ class Net(torch.nn.Module):
             forward += 2 * batch * w[0].numel()
         return self.M * (3 * forward - 2 * batch * self.W_e[0].numel())
 
+
 # ==== Training
 def to_input(x, mean=0.0, std=1.0):
     """uint8 pixels -> float network input."""
     return (x.float() / 255 - mean) / std
+
 
 def noisy_batch(x_all, y_all, perms, gens, step, cfg):
     """Batch `step` of every seed -> x [S, B, 784], y [S, B]. Seed s's generator draws which images
@@ -188,6 +193,7 @@ def noisy_batch(x_all, y_all, perms, gens, step, cfg):
         x[s].index_add_(0, noisy, noise)                    # x[noisy] += noise, in place
     return x, y
 
+
 def member_losses(net, x, y):
     """x [S, B, 784], y [S, B] -> each member's mean cross-entropy [M]."""
     logits = net(x)                                          # [M, B, 10]
@@ -195,11 +201,13 @@ def member_losses(net, x, y):
     per_image = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
     return per_image.view(net.M, -1).mean(1)
 
+
 def make_optimizer(net, cfg):
     # The loss is the sum of the members' mean losses: each member's gradient is its own, and AdamW
     # is elementwise, so one stacked optimiser is M independent ones.
     fused = net.W_e.device.type in ("cpu", "cuda")
     return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.wd, fused=fused)
+
 
 def wait(device):
     """Wait for queued GPU work, so that a clock read afterwards measures it."""
@@ -207,6 +215,7 @@ def wait(device):
         torch.cuda.synchronize()
     if device.type == "mps":
         torch.mps.synchronize()
+
 
 def train(net, data, cfg, progress=False):
     """Train net in place with [BIL]'s recipe -> dict of test curves [T, M] and timings. Seed s's
@@ -269,6 +278,7 @@ def train(net, data, cfg, progress=False):
     res["test_acc"] = torch.stack(res["test_acc"])
     return res
 
+
 @torch.no_grad()
 def evaluate(net, x, y, mean=0.0, std=1.0, chunk=1000):
     """Clean images x (uint8), labels y -> (loss [M], accuracy [M]), float64 on the CPU. In chunks
@@ -284,6 +294,7 @@ def evaluate(net, x, y, mean=0.0, std=1.0, chunk=1000):
         loss_sum += per_image.double().sum(1).cpu()
         correct += (logits.argmax(-1) == labels).double().sum(1).cpu()
     return loss_sum / len(x), correct / len(x)
+
 
 # ==== Measurements: effective linearity (new), FLOP rate, where the time went
 # Fit a layer's output u [N, d] by an affine map of its input h [N, d]: min_{B,c} ||u - h B - c||^2.
@@ -309,6 +320,7 @@ def r2(x, y, rtol=1e-12):
     ss_res = (yc - xc @ B).square().sum().item()
     return 1.0 - ss_res / ss_tot
 
+
 @torch.no_grad()
 def effective_linearity(net, x, mean=0.0, std=1.0):
     """R^2 [M, layers] of every member's gated layers on the images x."""
@@ -320,6 +332,7 @@ def effective_linearity(net, x, mean=0.0, std=1.0):
             out[m, l] = r2(h[m], u[m])
     return out
 
+
 def gemm_rate(device, n=2048, reps=3):
     """FLOP/s of one fp32 n x n torch.mm, best of reps: the yardstick for the training FLOP rate."""
     a = torch.randn(n, n, device=device)
@@ -329,6 +342,7 @@ def gemm_rate(device, n=2048, reps=3):
         torch.mm(a, a)[0, 0].item()              # .item() waits for an asynchronous device
         times.append(time.perf_counter() - t)
     return 2 * n ** 3 / min(times)
+
 
 def matmul_seconds(net, batch, reps=5):
     """Seconds of one training step's matmuls alone, median of reps: for each matrix [out, in] that
@@ -363,6 +377,7 @@ def matmul_seconds(net, batch, reps=5):
         times.append(time.perf_counter() - t)
     return sorted(times)[reps // 2]
 
+
 def time_breakdown(res, matmul_s):
     """One line: where the training run's time went. matmul_s: all steps' matmuls."""
     matmul_s = min(matmul_s, res["step_s"])
@@ -376,6 +391,7 @@ def time_breakdown(res, matmul_s):
         words.append(f"{name} {seconds:.1f} s ({seconds / total:.0%})")
     return ("time: " + " / ".join(words) + " (matmuls: one step's bmm shapes timed alone, x steps)")
 
+
 # ==== Compare with the paper: [SQS] Table 1, test loss and accuracy at 25/50/75/100 %, 5 runs
 TABLE1 = """mnist ReLU .2703 .9550 .1803 .9690 .1433 .9748 .1305 .9770
 mnist GELU .1305 .9606 .0943 .9713 .0747 .9769 .0680 .9789
@@ -388,6 +404,7 @@ fashion SwiGLU .4731 .8251 .4102 .8481 .3747 .8621 .3605 .8677
 fashion Bilinear .7038 .7961 .6367 .8211 .5881 .8383 .5672 .8461
 fashion SQS .5104 .8217 .4457 .8422 .4063 .8548 .3890 .8616"""
 
+
 def parse_table(text):
     """-> {(dataset, gate): [loss, acc at 25 %, loss, acc at 50 %, ..., loss, acc at 100 %]}."""
     table = {}
@@ -395,6 +412,7 @@ def parse_table(text):
         dataset, gate, *values = row.split()
         table[dataset, gate] = [float(v) for v in values]
     return table
+
 
 PAPER = parse_table(TABLE1)
 PAPER_NAME = {"mnist": "MNIST", "fashion": "FMNIST"}
@@ -411,6 +429,7 @@ CLAIM_BELOW = {"mnist": "the SQS-GLU outperforms both the ReLU-GLU and Bilinear 
 CLAIM_FIRST = "the SQS-GLU is the first to reach 80%, 85%, and 90% accuracy"
 CLAIM_PAR = "achieves end-of-training accuracy on par with all other tested activation functions"
 
+
 def paper_rows(names, dataset):
     """{gate: Table 1 row} for the gates of `names` that Table 1 has on this dataset."""
     rows = {}
@@ -418,6 +437,7 @@ def paper_rows(names, dataset):
         if (dataset, name) in PAPER:
             rows[name] = PAPER[dataset, name]
     return rows
+
 
 def earliest(curves, thr):
     """curves {gate: accuracies in evaluation order} -> (index of the first evaluation at which some
@@ -434,6 +454,7 @@ def earliest(curves, thr):
     winners = [name for name, t in first.items() if t == t_min]
     return t_min, winners
 
+
 def best_final(curves):
     """{gate: curve} -> (gate, value) with the highest last value."""
     best = None
@@ -441,6 +462,7 @@ def best_final(curves):
         if best is None or curve[-1] > curves[best][-1]:
             best = name
     return best, curves[best][-1]
+
 
 def verdict_first_to_reach(names, steps, acc, thr, dataset):
     """acc [T, G, S] at evaluation steps `steps` -> (verdict, one line). Judged on seed means, with
@@ -487,6 +509,7 @@ def verdict_first_to_reach(names, steps, acc, thr, dataset):
             f"every epoch's end): {ours}; paper's Table 1 (at 25/50/75/100 %): {paper_text}")
     return verdict, line
 
+
 def verdict_lowest_final_loss(names, final_loss, dataset):
     """final_loss [G, S] -> (verdict, line): SQS's seed-mean final loss below every other gate's?"""
     i = names.index("SQS")
@@ -513,6 +536,7 @@ def verdict_lowest_final_loss(names, final_loss, dataset):
                  f"{paper[paper_rival][6]:.4f})")
     return verdict, line
 
+
 def verdict_below(names, q_loss, rival, dataset):
     """q_loss [4, G, S] (test loss at 25/50/75/100 %) -> (verdict, line): SQS's loss below the
     rival's at every checkpoint, on seed means; the per-seed count beside."""
@@ -532,6 +556,7 @@ def verdict_below(names, q_loss, rival, dataset):
         line += f"; paper's Table 1: {paper_below}/4"
     return verdict, line
 
+
 def on_par_tolerance(names, dataset):
     """The widest final-accuracy gap below another gate that the paper's own Table 1 shows for SQS
     on this dataset, calling them on par (FMNIST: GELU .8681 - SQS .8616 = 0.65 pt); 0 if none."""
@@ -541,6 +566,7 @@ def on_par_tolerance(names, dataset):
         for name, row in paper.items():
             widest = max(widest, row[7] - paper["SQS"][7])
     return widest
+
 
 def verdict_on_par(names, final_acc, dataset):
     """final_acc [G, S] -> (verdict, [definition line, verdict line]). On par with gate n: SQS's
@@ -570,6 +596,7 @@ def verdict_on_par(names, final_acc, dataset):
             + f" ({count}/{len(names) - 1} on par)")
     return verdict, [definition, line]
 
+
 def final_loss_order(names, final_loss, dataset):
     """One line: Table 1's final test-loss order, ours beside the paper's."""
     ours = [names[g] for g in np.argsort(final_loss.mean(1), kind="stable")]
@@ -579,6 +606,7 @@ def final_loss_order(names, final_loss, dataset):
         theirs = sorted(paper, key=lambda gate: paper[gate][6])
         line += "; paper " + " < ".join(theirs)
     return line
+
 
 def levels(names, final_acc, dataset):
     """One line: our final accuracy minus Table 1's, per gate. 2 pt is a tolerance we chose."""
@@ -592,6 +620,7 @@ def levels(names, final_acc, dataset):
             parts.append(f"{name} {100 * diff:+.1f}")
     return (f"final accuracy, ours minus Table 1: {', '.join(parts)} pt ({within}/{len(parts)} "
             f"within 2 pt -- a tolerance we chose, not a claim of the paper)")
+
 
 def verdicts(names, steps, acc, q, r2s, dataset):
     """The paper's claims on our numbers, one line each (the on-par definition first).
@@ -613,6 +642,7 @@ def verdicts(names, steps, acc, q, r2s, dataset):
         lines.append(linearity_line(names, r2s))
     return lines
 
+
 def linearity_line(names, r2s):
     """New (not a claim of the paper): does SQS's R^2 lie between Bilinear's and GELU's?"""
     b = r2s[names.index("Bilinear")].mean(0)
@@ -625,6 +655,7 @@ def linearity_line(names, r2s):
             f"GELU's? {answer} ({sum(inside)}/{len(inside)} layers, seed means); SQS has the "
             f"highest R^2 of all gates in {sum(highest)}/{len(highest)} layers")
 
+
 def setup_line(cfg):
     """Which settings come from where (printed with the report)."""
     return ("setup: [SQS] A.2.2 gives layers, d_model, noise std, AdamW lr and wd, batch, cosine, "
@@ -634,8 +665,10 @@ def setup_line(cfg):
             "drop_last; our reading: the SQS formula sqs(x) = (x - c sign x) / (1 + lam |x|^p), "
             "c 0.01, lam 0.5, p 1 (a reconstruction: the paper's text does not give it)")
 
+
 def cell(values):
     return f"{values.mean():.4f} ± {values.std():.4f}"
+
 
 def report(cfg, names, res, r2s, gemm, matmul_s, command):
     """Markdown: our table beside the paper's, verdicts, R^2 table, FLOP rate and time breakdown.
@@ -681,6 +714,7 @@ def report(cfg, names, res, r2s, gemm, matmul_s, command):
               "MFU, which divides by a nominal peak.", "", time_breakdown(res, matmul_s)]
     return "\n".join(lines) + "\n", acc, loss
 
+
 def plot(names, epochs, acc, loss, dataset, path):
     """Test loss and accuracy per evaluation: seed mean, min..max band; x = the paper's Table 1."""
     import matplotlib
@@ -705,6 +739,7 @@ def plot(names, epochs, acc, loss, dataset, path):
     plt.close(fig)
     os.replace(path + ".tmp", path)
 
+
 # ==== Plumbing a student may skip: IDX files, downloads, checkpoints, command line
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
          "t10k-labels-idx1-ubyte")
@@ -718,8 +753,10 @@ MD5 = {"mnist": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd
                    "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")}
 # MD5[dataset][i] is the checksum of FILES[i] + ".gz".
 
+
 class DataError(Exception):
     """A missing, corrupt or undownloadable data file, or an unusable checkpoint: one line."""
+
 
 def idx_problem(raw, head, magic, got, dims):
     """-> what is wrong with an IDX file's bytes, or None."""
@@ -735,6 +772,7 @@ def idx_problem(raw, head, magic, got, dims):
     if len(raw) > need:
         return f"trailing bytes: {need} bytes expected, {len(raw)} found"
     return None
+
 
 def read_idx(path, magic):
     """IDX file (gzip or raw) -> uint8 array. Layout: big-endian int32 magic (2051 images, 2049
@@ -755,12 +793,14 @@ def read_idx(path, magic):
         raise DataError(f"{path}: label {arr.max()} outside 0..9")
     return arr
 
+
 def find_file(folder, name):
     """folder/name.gz or folder/name, whichever exists, else None."""
     for path in (os.path.join(folder, name + ".gz"), os.path.join(folder, name)):
         if os.path.isfile(path):
             return path
     return None
+
 
 def download(name, md5, folder, mirrors):
     """Fetch name.gz from the first mirror whose copy has the right MD5; -> list of errors."""
@@ -781,6 +821,7 @@ def download(name, md5, folder, mirrors):
         except Exception as e:                     # offline, HTTP error, truncated, MD5 mismatch
             errors.append(f"{mirror}: {e}")
     return errors
+
 
 def load_data(dataset="fashion", data_dir=None, mirrors=None):
     """-> dict train_x uint8 [N, 784], train_y int64 [N], test_x, test_y, folder. Looks in data_dir,
@@ -814,10 +855,12 @@ def load_data(dataset="fashion", data_dir=None, mirrors=None):
         out[split + "_y"] = torch.from_numpy(y.astype(np.int64))
     return out
 
+
 def save_checkpoint(path, net, config):
     """{config, state_dict} -> path, written under a temporary name first."""
     torch.save({"config": config, "state_dict": net.state_dict()}, path + ".tmp")
     os.replace(path + ".tmp", path)
+
 
 def load_checkpoint(path):
     """ckpt.pt -> (Net, config), read with weights_only=True; DataError (one line) if unusable."""
@@ -834,6 +877,7 @@ def load_checkpoint(path):
         raise DataError(f"{path}: not a train_mnist.py checkpoint ({type(e).__name__}: "
                         f"{message})") from None
     return net, config
+
 
 def check_config(cfg):
     """-> the parsed gates; ValueError with a one-line message for any bad setting."""
@@ -858,6 +902,7 @@ def check_config(cfg):
     if len(set(specs)) < len(specs):
         raise ValueError(f"bad setting: --acts {cfg.acts} names a gate twice")
     return acts
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -886,6 +931,7 @@ def build_parser():
                         help="do not print the test accuracy at each evaluation (default: print)")
     return parser
 
+
 def pick_device(name):
     """'auto' -> cuda if available, else mps, else cpu; anything else as given."""
     if name != "auto":
@@ -895,6 +941,7 @@ def pick_device(name):
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
 
 def settings(parser, argv):
     """Command line -> (args, cfg, gates, device); a bad value is a one-line parser error."""
@@ -918,6 +965,7 @@ def settings(parser, argv):
         parser.error(f"--device {args.device}: not usable with this torch ({why})")
     return args, cfg, gates, device
 
+
 def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
     """report.md, curves.png and ckpt.pt into out/, each under a temporary name first."""
     path = os.path.join(out, "report.md")
@@ -935,6 +983,7 @@ def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
     config["test_loss"] = res["test_loss"].tolist()
     config["test_acc"] = res["test_acc"].tolist()
     save_checkpoint(os.path.join(out, "ckpt.pt"), net, config)
+
 
 def main(argv=None):
     parser = build_parser()
@@ -968,6 +1017,7 @@ def main(argv=None):
     if device.type == "cuda":
         calls = A.FUSED_CALLS
         print(f"fused kernel calls: sqs={calls['sqs']} gensilu={calls['gensilu']}")
+
 
 if __name__ == "__main__":
     main()

@@ -89,9 +89,11 @@ EOT = "<|endoftext|>"                     # the story separator in the text file
 EOT_ID = 256                              # its token id (0..255 are the bytes)
 IGNORE = -100                             # target of a padding position: not in the loss
 
+
 # ---- The model: a pre-norm decoder-only transformer, RoPE attention, a GLU MLP in every block
 def rms_norm(x):                          # x / sqrt(mean(x^2) + eps) over features; no gain, [BIL]
     return F.rms_norm(x, x.shape[-1:], eps=1e-8)
+
 
 # Rotary positions: split a head vector (Q dims) into pairs (x_i, x_{i+Q/2}), i < Q/2, and rotate
 # pair i at position t by the angle t*theta_i, theta_i = 10000^(-2i/Q). With R(a) the rotation by a,
@@ -102,9 +104,11 @@ def rope_tables(ctx, head_dim):           # -> cos, sin (ctx, Q): angle t*theta_
     angle = torch.outer(torch.arange(ctx).float(), theta).repeat(1, 2)          # (ctx, Q)
     return angle.cos(), angle.sin()
 
+
 def rope(x, cos, sin):          # x (..., T, Q): pair (a, b) -> (a cos - b sin, b cos + a sin)
     a, b = x.chunk(2, -1)
     return x * cos + torch.cat([-b, a], -1) * sin
+
 
 class Attention(nn.Module):
     def __init__(self, d, heads):
@@ -124,6 +128,7 @@ class Attention(nn.Module):
         joined = heads.transpose(1, 2).reshape(B, T, C)  # (B, T, C): the heads side by side
         return self.out(joined)
 
+
 class GLU(nn.Module):
     """down(act(gate) * value) with gate = W_g x, value = W_v x: the two halves of one
     Linear(d, 2 hidden), as in [BIL]. act = identity is the bilinear layer; activations.glu
@@ -141,6 +146,7 @@ class GLU(nn.Module):
         mixed = activations.glu(gate, value, self.act, use_kernel=self.use_kernel)
         return self.down(mixed)                          # (B, T, C)
 
+
 class Block(nn.Module):
     """x + scale * attention(norm x), then x + GLU(norm x); scale = 1/sqrt(2 layers), as [BIL]."""
 
@@ -155,6 +161,7 @@ class Block(nn.Module):
         x = x + self.scale * attn_out
         mlp_out = self.mlp(rms_norm(x))
         return x + mlp_out
+
 
 class TinyLM(nn.Module):
     def __init__(self, vocab, ctx, d, layers, heads, hidden, act, use_kernel=True):
@@ -175,23 +182,28 @@ class TinyLM(nn.Module):
             x = block(x, self.cos, self.sin)
         return self.head(rms_norm(x))
 
+
 def build(args, act, vocab):
     use_kernel = not args.no_kernels
     return TinyLM(vocab, args.ctx, args.d_model, args.layers, args.heads, args.hidden, act,
                   use_kernel)
+
 
 # ---- Training: one story per row, a fresh shuffle per epoch, warm-up + cosine --------------------
 def log(*parts):                         # under torchrun only rank 0 talks
     if int(os.environ.get("RANK", 0)) == 0:
         print(*parts, flush=True)
 
+
 def write(path, text):                   # temp name + rename: never a half-written file
     pathlib.Path(path + ".tmp").write_text(text, encoding="utf-8")
     os.replace(path + ".tmp", path)
 
+
 class Stories(NamedTuple):
     tokens: np.ndarray   # uint16 memmap: <eot> story_1 <eot> story_2 ... <eot> story_n <eot>
     bounds: np.ndarray   # (n, 2): start, end of each "<eot> story <eot>"; neighbours share an <eot>
+
 
 def load_stories(path):
     tokens = np.memmap(path, np.uint16, mode="r")
@@ -199,16 +211,19 @@ def load_stories(path):
     bounds = np.stack([eot[:-1], eot[1:] + 1], 1)
     return Stories(tokens, bounds)
 
+
 def lr_at(step, lr, warmup, steps):      # linear warm-up to lr, then cosine annealing to 0 at steps
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return lr * 0.5 * (1 + math.cos(math.pi * progress))
 
+
 @lru_cache(maxsize=2)                    # a fresh shuffle per epoch, from (seed, epoch) only
 def epoch_order(n, seed, epoch):
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).numpy()
+
 
 def batch_rows(n_stories, batch, seed, step):
     """The stories of the global batch of `step`. It depends on (seed, step) only, so a resumed run,
@@ -218,6 +233,7 @@ def batch_rows(n_stories, batch, seed, step):
     epoch, i = divmod(step, per_epoch)
     order = epoch_order(n_stories, seed, epoch)
     return order[i * batch:(i + 1) * batch]
+
 
 def make_batch(stories, rows, ctx):
     """x, y (len(rows), ctx): each story cut to ctx + 1 tokens, y = x shifted by one; padding is
@@ -232,9 +248,11 @@ def make_batch(stories, rows, ctx):
         y[j, :n] = seq[1:]
     return torch.from_numpy(x), torch.from_numpy(y)
 
+
 def count_targets(stories, rows, ctx):   # the real (not padding) targets of these stories
     lengths = stories.bounds[rows, 1] - stories.bounds[rows, 0] - 1
     return int(np.minimum(lengths, ctx).sum())
+
 
 def rank_batch(train, seed, step, batch, ctx, rank, world):
     """x, y: this rank's slice of the global batch of `step`; n_real: the real targets of the whole
@@ -245,12 +263,15 @@ def rank_batch(train, seed, step, batch, ctx, rank, world):
     x, y = make_batch(train, mine, ctx)
     return x, y, count_targets(train, rows, ctx)
 
+
 def autocast(device):                    # bf16 matmuls on CUDA; full fp32 elsewhere
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+
 
 def loss_sum(logits, y):                 # cross-entropy summed over the real targets (no padding)
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE,
                            reduction="sum")
+
 
 def train_step(net, opt, x, y, n_real, lr, world):
     """One AdamW step at learning rate lr; -> the mean loss over the real targets of the global
@@ -270,6 +291,7 @@ def train_step(net, opt, x, y, n_real, lr, world):
         dist.all_reduce(loss)
     return loss.item()
 
+
 @torch.no_grad()
 def evaluate(model, stories, ctx, batch, device, rank=0, world=1):
     """Mean loss over every real target of the stories (padding excluded); ppl = exp(loss)."""
@@ -288,6 +310,7 @@ def evaluate(model, stories, ctx, batch, device, rank=0, world=1):
         dist.all_reduce(total)
     model.train()
     return (total[0] / total[1]).item()
+
 
 def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
     """Train the model of one gate and seed; -> (model, state: losses, learning rates, speed)."""
@@ -330,6 +353,7 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
             t0 = time.time()
     return model, state
 
+
 @torch.no_grad()
 def sample(model, tok, prompt, n, seed, ctx, device, temperature=0.8, top_k=40):
     """Continue '<eot> prompt' token by token (temperature, top-k); the same seed, the same text."""
@@ -349,6 +373,7 @@ def sample(model, tok, prompt, n, seed, ctx, device, temperature=0.8, top_k=40):
     model.train()
     return tok.decode(ids[1:])
 
+
 # How close to the hardware: FLOPs per token (nanoGPT's count) x tokens/s, divided by the FLOP/s of
 # one large matrix product timed at start-up, "the timed GEMM rate" (nanoGPT's MFU divides by the
 # GPU's datasheet peak instead).
@@ -358,6 +383,7 @@ def flops_per_token(model, args):
     n_params = sum(p.numel() for p in model.parameters())
     n_multiply = n_params - model.emb.weight.numel()
     return 6 * n_multiply + 12 * args.layers * args.d_model * args.ctx
+
 
 def gemm_rate(device):                   # FLOP/s of a big torch.mm in training's dtype, best of 10
     if device.startswith("cuda"):
@@ -370,6 +396,7 @@ def gemm_rate(device):                   # FLOP/s of a big torch.mm in training'
         return (a @ a)[0, 0].item()      # .item() waits for the GPU
     best = min(timeit.repeat(one_product, number=1, repeat=10))
     return 2 * n ** 3 / best
+
 
 # ---- Data stage 1: the text files (download; offline: the stand-in corpus) -----------------------
 def download(url, path, size):
@@ -397,6 +424,7 @@ def download(url, path, size):
         raise ValueError(f"got {got:,} bytes, expected {size:,}; removed the partial file")
     os.replace(part, path)
 
+
 def stage_download(args):
     """Stage 1: the (train, valid) text files; downloads those that are missing."""
     os.makedirs(args.data_dir, exist_ok=True)
@@ -415,6 +443,7 @@ def stage_download(args):
                      f"{os.path.abspath(args.data_dir)} (or pass --data-dir), or run offline with "
                      "--synthetic (NOT TinyStories)")
     return [os.path.join(args.data_dir, name) for name in FILES]
+
 
 def synthetic_story(rng):
     """A simple story (mixed case, dialogue, rare made-up names); far simpler than TinyStories."""
@@ -444,6 +473,7 @@ def synthetic_story(rng):
     sentences.append(rng.choice(endings))
     return " ".join(sentences)
 
+
 def write_synthetic(data_dir, n, seed=1234):
     """synthetic-{train,valid}.txt: n and max(10, n // 10) stories in TinyStories' format, written
     once."""
@@ -458,6 +488,7 @@ def write_synthetic(data_dir, n, seed=1234):
         log(f"synthetic: {path}, {count:,} stories (a stand-in, NOT TinyStories)")
         paths.append(path)
     return paths
+
 
 def read_stories(path, stats=None):
     """Yield the stories one at a time (the train file is ~2 GB); count malformed UTF-8 and empty
@@ -488,6 +519,7 @@ def read_stories(path, stats=None):
             if not chunk:
                 return
 
+
 # ---- Data stage 2: byte-level BPE, from scratch --------------------------------------------------
 # Text is lowercased (as [BIL]'s tokenizer) and pre-split into "words" (GPT-2's idea): letters with
 # an optional leading space, digits, punctuation runs, whitespace (`re` has no \p{L}: letters are
@@ -496,6 +528,7 @@ def read_stories(path, stats=None):
 # nothing else.
 # ids: 0..255 the bytes, 256 <eot>, 257.. the merges in the order they were learned.
 PAT = re.compile(r"""'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|_+|\s+(?!\S)|\s+""")
+
 
 def merge(ids, pair, new):               # each non-overlapping `pair`, left to right, becomes `new`
     out = []
@@ -508,6 +541,7 @@ def merge(ids, pair, new):               # each non-overlapping `pair`, left to 
             out.append(ids[i])
             i += 1
     return out
+
 
 def train_bpe(texts, vocab_size):
     """Learn vocab_size - 257 merges, most frequent pair first (ties: the smallest pair). A merge
@@ -546,6 +580,7 @@ def train_bpe(texts, vocab_size):
                 heapq.heappush(heap, (-count[q], q))
     return Tokenizer(merges)
 
+
 class Tokenizer:
     def __init__(self, merges):
         self.merges = [tuple(m) for m in merges]
@@ -579,6 +614,7 @@ class Tokenizer:
     def decode(self, ids):
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
 
+
 def stage_tokenizer(train_txt, path, vocab):
     """Stage 2: train the BPE on the first 10 MB of stories (or read the one trained before)."""
     if os.path.exists(path):
@@ -598,6 +634,7 @@ def stage_tokenizer(train_txt, path, vocab):
             f"merge) from {size / 1e6:.1f} MB of stories in {time.time() - t0:.1f} s -> {path}")
     with open(path) as f:
         return Tokenizer(json.load(f)["merges"])
+
 
 # ---- Data stage 3: pretokenize once: <eot> story_1 <eot> story_2 ... <eot> story_n <eot>, uint16
 def stage_pretokenize(tok, src, dst, limit):
@@ -621,6 +658,7 @@ def stage_pretokenize(tok, src, dst, limit):
         f"{time.time() - t0:.1f} s (dropped {stats['empty']} empty; {stats['malformed_utf8']} with "
         "malformed UTF-8, replaced)")
 
+
 def prepare(args):                       # the three stages -> (tokenizer, train .bin, valid .bin)
     key = os.path.join(args.data_dir, f"tok{args.vocab}")
     train_bin = f"{key}_train_{args.stories or 'all'}.bin"
@@ -634,6 +672,7 @@ def prepare(args):                       # the three stages -> (tokenizer, train
     stage_pretokenize(tok, valid_txt, valid_bin, args.val_stories)
     return tok, train_bin, valid_bin
 
+
 # ---- Compare with the paper ----------------------------------------------------------------------
 # Table 1 of [SQS], Tiny Stories: gate -> (row label, [(loss, perplexity) at 25/50/75/100 %])
 PAPER = {
@@ -645,12 +684,14 @@ PAPER = {
     "sqs": ("SQS", [(2.1327, 9.5220), (1.9939, 8.2721), (1.9434, 7.8579), (1.9020, 7.6286)]),
 }
 
+
 def cell(loss):                          # "loss | ppl" of one mark
     if loss is None:
         return "- | -"
     if not math.isfinite(loss):
         return "diverged | -"
     return f"{loss:.4f} | {math.exp(loss):.3f}"
+
 
 def results_table(results):
     marks = " | ".join(f"{int(m * 100)}% loss | ppl" for m in MARKS)
@@ -670,12 +711,14 @@ def results_table(results):
             lines.append(f"| {paper_label} (paper) | {paper_cells} | - | - |")
     return lines
 
+
 def ordering(final):                     # {label: loss} -> "a < b < c (spread 0.0123)"
     if not final:
         return "-"
     names = sorted(final, key=final.get)
     spread = max(final.values()) - min(final.values())
     return " < ".join(names) + f" (spread {spread:.4f})"
+
 
 def report(results, note, synthetic):
     ours = {}
@@ -710,10 +753,12 @@ def report(results, note, synthetic):
         text += [f"### Sample, {key} (temperature 0.8, top-k 40, seed 0)", "", r["sample"], ""]
     return "\n".join(text) + "\n"
 
+
 # ---- Plumbing: checkpoints, devices and DDP, the command line ------------------------------------
 def checkpoint_path(out, act, seed):
     safe = re.sub(r"[^A-Za-z0-9.]+", "_", act.spec)
     return os.path.join(out, f"ckpt_{safe}_s{seed}.pt")
+
 
 def run_config(args, vocab, steps, train, val):   # what a checkpoint must agree with to be resumed
     config = dict(vocab=vocab, steps=steps, stories=len(train.bounds), val_stories=len(val.bounds))
@@ -721,11 +766,13 @@ def run_config(args, vocab, steps, train, val):   # what a checkpoint must agree
         config[key] = getattr(args, key)
     return config
 
+
 def save_checkpoint(path, model, opt, state, config):
     blob = {"model": model.state_dict(), "opt": opt.state_dict(), "state": json.dumps(state),
             "config": json.dumps(config)}
     torch.save(blob, path + ".tmp")      # temp name + rename: a kill never leaves half a checkpoint
     os.replace(path + ".tmp", path)
+
 
 def load_checkpoint(path, model, opt, config, fresh, device):
     """Restore model and opt from path; -> the saved training state. One-line error if the file is
@@ -752,6 +799,7 @@ def load_checkpoint(path, model, opt, config, fresh, device):
         sys.exit(f"error: --resume: {path} does not fit this model ({reason}); use a new --out")
     return state
 
+
 def pick_device(choice):                 # auto: cuda, then mps, then cpu
     there = dict(cpu=True, cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available())
     if choice == "auto":
@@ -761,6 +809,7 @@ def pick_device(choice):                 # auto: cuda, then mps, then cpu
     if not there[choice]:
         sys.exit(f"error: --device {choice} is not available here")
     return choice
+
 
 def setup(args):
     """-> (rank, world, device); under torchrun one process per device (nccl on GPUs, gloo on
@@ -782,6 +831,7 @@ def setup(args):
         sys.exit(f"error: --out {args.out} is not writable: {e}")
     return rank, world, device
 
+
 def prepare_on_rank0(args, rank, world):
     """Rank 0 runs the data stages; under torchrun the others wait, then find every stage done."""
     paths = None
@@ -793,9 +843,11 @@ def prepare_on_rank0(args, rank, world):
         paths = prepare(args)
     return paths
 
+
 def setting_help(default, quick, paper, text):   # "(default 4, --quick 2, --paper =)"
     shown = "off" if default is None else default
     return f"{text} (default {shown}, --quick {quick}, --paper {paper})"
+
 
 def check_args(a, given):                # -> what is wrong with the settings, or None
     sizes = dict(layers=a.layers, d_model=a.d_model, hidden=a.hidden, heads=a.heads, ctx=a.ctx,
@@ -821,6 +873,7 @@ def check_args(a, given):                # -> what is wrong with the settings, o
     if not (math.isfinite(a.wd) and a.wd >= 0):
         return f"--wd must be a number >= 0, got {a.wd}"
     return None
+
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0],
@@ -875,6 +928,7 @@ def get_args(argv=None):
         a.data_dir = "data/synthetic" if a.synthetic else "data/tinystories"
     return a
 
+
 def describe(args, tok, train, val, steps, n_params, fpt, world, device, rate):
     corpus = "SYNTHETIC stand-in (NOT TinyStories)" if args.synthetic else "TinyStories"
     epochs = steps / (len(train.bounds) // args.batch)
@@ -884,6 +938,7 @@ def describe(args, tok, train, val, steps, n_params, fpt, world, device, rate):
             f"batch {args.batch}, {steps} steps ({epochs:.2f} epochs), {n_params:,} params, "
             f"{fpt / 1e6:.1f} MFLOP/token; "
             f"{world} process(es) on {device}, GEMM {rate / 1e9:,.0f} GFLOP/s each")
+
 
 def train_gates(args, tok, train, val, steps, device, rank, world, fpt, gemm_flops):
     """One model per gate and seed -> {row name: losses, learning rates, speed, sample}."""
@@ -900,6 +955,7 @@ def train_gates(args, tok, train, val, steps, device, rank, world, fpt, gemm_flo
             results[key] = dict(name=act.name, steps=steps, tok_s=tok_s,
                                 gemm_use=fpt * tok_s / gemm_flops, sample=text, **state)
     return results
+
 
 def main(argv=None):
     args = get_args(argv)
@@ -938,6 +994,7 @@ def main(argv=None):
     if rank == 0 and device.startswith("cuda"):
         calls = activations.FUSED_CALLS
         print(f"fused kernel calls: sqs={calls['sqs']} gensilu={calls['gensilu']}")
+
 
 if __name__ == "__main__":
     main()

@@ -366,6 +366,8 @@ def test_lowest_final_loss_and_below_rivals():
     verdict, line = T.verdict_below(names, q_loss, "Bilinear", "fashion")
     assert verdict == "DOES NOT HOLD" and "3/4 checkpoints" in line   # 100 %: mean .40 < .45
     assert "1/2 seeds" in line
+
+
 def test_cli_end_to_end_flags_win_over_quick(tmp_path):
     write_dataset(str(tmp_path / "d"), toy(600, 100))
     rc, out, err = run_cli("--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
