@@ -370,7 +370,7 @@ def print_summary(found, device):
     print(f"SQS / SwiGLU, median (range): eager {median_text(found['r_eager'])}; compiled "
           f"{median_text(found['r_compiled'])}; paper {median_text(found['paper'])}")
     if not found["r_Triton"]:
-        print(f'verdict: "{CLAIM}" (arXiv:2509.01874, App. C) -- NOT TESTED here: it needs the '
+        print(f'verdict: "{CLAIM}" (arXiv:2509.01874, §4, see its App. C) -- NOT TESTED here: it needs the '
               f"fused kernel on a CUDA GPU ({device} run; the eager and compiled ratios above "
               "are PyTorch's own layers, not the paper's kernel)")
         return
@@ -379,7 +379,7 @@ def print_summary(found, device):
         word = "HOLDS"
     else:
         word = "DOES NOT HOLD"
-    print(f'verdict: "{CLAIM}" (arXiv:2509.01874, App. C) -- {word}: SQS-Triton / eager SwiGLU '
+    print(f'verdict: "{CLAIM}" (arXiv:2509.01874, §4, see its App. C) -- {word}: SQS-Triton / eager SwiGLU '
           f"median {median_text(found['r_Triton'])}; on par = median <= {ON_PAR} (our margin)")
 
 
