@@ -516,6 +516,20 @@ def bilinear_note(quadratic, args):
             f"{ALLEN_ZHU_BITS:g} bits per free number: its capacity stops growing with r."]
 
 
+def capacity_text(cell):
+    """'96' for a stored capacity; '< 192' when not even the smallest load was stored."""
+    if cell["capacity"] == 0:
+        return f"< {cell['ns'][0]}"
+    return str(cell["capacity"])
+
+
+def ratio_text(cell, plain_capacity):
+    """The cell's capacity over the plain gate's, '< x' when the cell stored no load at all."""
+    if cell["capacity"] == 0:
+        return f"< {cell['ns'][0] / max(plain_capacity, 1):.2f}"
+    return f"{cell['capacity'] / max(plain_capacity, 1):.2f}"
+
+
 def matched_section(cells, args):
     """2. GLU at the plain width (1.5x parameters) and at matched parameters (width 2/3 r d)."""
     plain = {}
@@ -528,7 +542,7 @@ def matched_section(cells, args):
             continue
         m = cells.get(("glu-matched", ratio, label))
         best, cap, params = plain[ratio]
-        cols = [label, ratio, f"{best}: {cap} ({params})", f"{c['capacity']} ({c['params']})"]
+        cols = [label, ratio, f"{best}: {cap} ({params})", f"{capacity_text(c)} ({c['params']})"]
         for fam, cell in (("glu", c), ("glu-matched", m)):
             if cell is not None:
                 wins[fam][0] += cell["capacity"] > cap
@@ -536,9 +550,9 @@ def matched_section(cells, args):
         if m is None:
             cols += ["-", "-", "-"]
         else:
-            cols.append(f"{m['capacity']} ({m['params']})")
-            cols.append(f"{c['capacity'] / max(cap, 1):.2f}")
-            cols.append(f"{m['capacity'] / max(cap, 1):.2f}")
+            cols.append(f"{capacity_text(m)} ({m['params']})")
+            cols.append(ratio_text(c, cap))
+            cols.append(ratio_text(m, cap))
         rows.append(cols)
     header = ["GLU gate", "r", "best plain gate: capacity (params)", "GLU, same width",
               "GLU, width 2/3 r d (matched params)", "same width / plain",
