@@ -325,6 +325,7 @@ def table5(device, max_size, reps, compile_layers=True):
     names = list(COMPILED) + ["SQS-Triton"]
     found = {family: [] for family in ratios}    # per family, each row's ratio SQS / SwiGLU
     found["paper"] = []
+    index = {name: i for i, name in enumerate(columns)}  # column of each layer in time_row's times
     print_row(["batch", "d", "hidden", "", *GATES, *names, *ratios, "GFLOP/s"])
     for line in PAPER.splitlines():
         B, d, hidden = map(int, line.split()[:3])
@@ -332,20 +333,20 @@ def table5(device, max_size, reps, compile_layers=True):
             continue
         times = time_row(columns, B, d, hidden, device, reps)
         ms = dict(zip(columns, times.median(0).values.tolist()))
-        index = {name: i for i, name in enumerate(columns)}
         ours = [B, d, hidden, "ours"] + [ms.get(name, "—") for name in [*GATES, *names]]
         for family, (top, bottom) in ratios.items():
             if top in index and bottom in index:
-                per_round = times[:, index[top]] / times[:, index[bottom]]
-                ours.append(per_round.median().item())
-                found[family].append(per_round.median().item())
+                ratio = (times[:, index[top]] / times[:, index[bottom]]).median().item()
+                ours.append(ratio)
+                found[family].append(ratio)
             else:
                 ours.append("—")
         ours.append(14 * B * d * hidden / ms["SwiGLU"] / 1e6)  # 7 matmuls; GFLOP/s of eager SwiGLU
         paper = [float(v) for v in line.split()[3:]]
+        paper_ratio = paper[4] / paper[1]
         print_row(ours)
-        print_row([B, d, hidden, "paper", *paper, "", "", "", paper[4] / paper[1]])
-        found["paper"].append(paper[4] / paper[1])
+        print_row([B, d, hidden, "paper", *paper, "", "", "", paper_ratio])
+        found["paper"].append(paper_ratio)
     print_summary(found, device)
 
 
@@ -369,19 +370,18 @@ def print_summary(found, device):
     """The medians of SQS / SwiGLU per family beside the paper's, then one verdict line."""
     print(f"SQS / SwiGLU, median (range): eager {median_text(found['r_eager'])}; compiled "
           f"{median_text(found['r_compiled'])}; paper {median_text(found['paper'])}")
+    head = f'verdict: "{CLAIM}" (arXiv:2509.01874, §4, see its App. C) --'
     if not found["r_Triton"]:
-        print(f'verdict: "{CLAIM}" (arXiv:2509.01874, §4, see its App. C) -- NOT TESTED here: it needs the '
-              f"fused kernel on a CUDA GPU ({device} run; the eager and compiled ratios above "
-              "are PyTorch's own layers, not the paper's kernel)")
+        print(f"{head} NOT TESTED here: it needs the fused kernel on a CUDA GPU ({device} run; the "
+              "eager and compiled ratios above are PyTorch's own layers, not the paper's kernel)")
         return
     median = torch.tensor(found["r_Triton"]).median().item()
     if median <= ON_PAR:
         word = "HOLDS"
     else:
         word = "DOES NOT HOLD"
-    print(f'verdict: "{CLAIM}" (arXiv:2509.01874, §4, see its App. C) -- {word}: SQS-Triton / eager SwiGLU '
-          f"median {median_text(found['r_Triton'])}; on par = median <= {ON_PAR} (our margin)")
-
+    print(f"{head} {word}: SQS-Triton / eager SwiGLU median {median_text(found['r_Triton'])}; "
+          f"on par = median <= {ON_PAR} (our margin)")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],  # the usage lines on top
