@@ -281,7 +281,8 @@ def main():
     if not check(device):
         sys.exit("error: the kernels disagree with activations.py (FAIL rows above)")
     if device == "cpu":
-        return print("\nthe benchmark needs CUDA (the interpreter only checks correctness)")
+        print("\nthe benchmark needs CUDA (the interpreter only checks correctness)")
+        return
     benchmark()
 
 
