@@ -145,12 +145,12 @@ def sqs_grad(x, c=0.01, lam=0.5, p=1.0):
     check_sqs(c, lam, p)
     big = sqs_bound(lam, p, x.dtype)
     x = x.clamp(-big, big)
-    sign = torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
     absx = x.abs()
     if lam == 0:
         return torch.ones_like(x)
     if p == 1:
         return (1 + lam * c) / (1 + lam * absx) / (1 + lam * absx)   # no (1 + lam |x|)^2 overflow
+    sign = torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
     den = 1 + lam * absx.pow(p)
     slope = (den - (x - c * sign) * lam * p * absx.pow(p - 1) * sign) / den.square()
     return torch.where(den.isinf(), 0.0, slope)
