@@ -290,13 +290,10 @@ class Activation:
 
     def __call__(self, x, use_kernel=True):
         """The function on x; for gensilu on CUDA (use_kernel=True) the fused Triton kernel."""
-        kernel = None
-        if self.name == "gensilu":
-            kernel = _fused(self.name, x, use_kernel)            # see below
-        if kernel:
-            FUSED_CALLS[self.name] += 1
-            return kernel.gensilu(x, **self.params)
-        return self.fn(x, **self.params)
+        kernel = _fused(self.name, self.name, x, use_kernel)     # see below
+        if kernel is None:
+            return self.fn(x, **self.params)
+        return kernel(x, **self.params)
 
 
 def parse_act(spec):
@@ -347,24 +344,25 @@ def act_choices():
 FUSED_CALLS = {"sqs": 0, "gensilu": 0}
 
 
-def _fused(name, x, use_kernel):
-    """kernel_sqs / kernel_gensilu when it should run: x on CUDA, triton importable (not macOS)."""
-    if not (use_kernel and x.is_cuda and name in ("sqs", "gensilu")):
+def _fused(name, function, x, use_kernel):
+    """kernel_<name>.<function> (counted in FUSED_CALLS) when it should run: x on CUDA, triton
+    importable (not macOS), the module has it (kernel_sqs has only sqs_glu); else None."""
+    if not (use_kernel and x.is_cuda and name in FUSED_CALLS):
         return None
     try:
         module = importlib.import_module("kernel_" + name)
     except ImportError:
         return None
-    if not module.HAVE_TRITON:
+    if not module.HAVE_TRITON or not hasattr(module, function):
         return None
-    return module
+    FUSED_CALLS[name] += 1
+    return getattr(module, function)
 
 
 def glu(gate, value, act, use_kernel=True):
     """act(gate) * value, gate = W_g x, value = W_v x [GLU]; on CUDA one fused kernel for sqs and
     gensilu (use_kernel=False: the plain formula)."""
-    kernel = _fused(act.name, gate, use_kernel)
-    if kernel:
-        FUSED_CALLS[act.name] += 1
-        return getattr(kernel, act.name + "_glu")(gate, value, **act.params)
-    return act.fn(gate, **act.params) * value
+    kernel = _fused(act.name, act.name + "_glu", gate, use_kernel)
+    if kernel is None:
+        return act.fn(gate, **act.params) * value
+    return kernel(gate, value, **act.params)
