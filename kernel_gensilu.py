@@ -156,7 +156,8 @@ class GenSiluGlu(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh):
         gate, value = ctx.saved_tensors
-        dg, dv = gate.new_empty(gate.shape), value.new_empty(value.shape)  # contiguous
+        dg = gate.new_empty(gate.shape)  # contiguous, as dh below
+        dv = value.new_empty(value.shape)
         _launch(_gensilu_glu_bwd, dg.numel(), gate.contiguous(), value.contiguous(),
                 dh.contiguous(), dg, dv, params=ctx.params)
         need_g, need_v = ctx.needs_input_grad[:2]
@@ -196,7 +197,8 @@ def check(device, n=3000):
     """Both kernels in each dtype vs activations.gensilu / gensilu_grad in float64, joins
     included."""
     print(f"gensilu vs activations.py in float64, n={n}, {device}: worst |err| / (tol + tol |want|)"
-          f" (<= 1 passes)\n{'dtype':9s} {'left,right,T':14s}      y     dx      h  dgate dvalue")
+          " (<= 1 passes)")
+    print(f"{'dtype':9s} {'left,right,T':14s}      y     dx      h  dgate dvalue")
     gen = torch.Generator().manual_seed(0)
     ok = True
     for dtype, tol in {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}.items():
