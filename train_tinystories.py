@@ -330,16 +330,16 @@ def train_one(args, act, seed, vocab, train, val, steps, device, rank, world):
         x, y, n_real = rank_batch(train, seed, step, args.batch, args.ctx, rank, world)
         lr = lr_at(step, args.lr, args.warmup, steps)
         loss = train_step(net, opt, x.to(device), y.to(device), n_real, lr, world)
+        done = step + 1
         state["train_loss"].append(loss)
         state["lr"].append(opt.param_groups[0]["lr"])          # read back: what the step used
-        state["step"] = step + 1
+        state["step"] = done
         state["tokens"] += args.batch * args.ctx
         if not math.isfinite(loss):
-            log(f"[{act.spec} seed {seed}] diverged at step {step + 1}")
+            log(f"[{act.spec} seed {seed}] diverged at step {done}")
             for m in MARKS:
                 state["val"].setdefault(str(m), math.nan)
             break
-        done = step + 1
         if done in marks or done % args.ckpt_every == 0 or done == steps:
             state["seconds"] += time.time() - t0               # training time only
             if done in marks:
@@ -566,7 +566,7 @@ def train_bpe(texts, vocab_size):
     heapq.heapify(heap)
     while len(merges) < vocab_size - 257 and heap:
         neg_count, pair = heapq.heappop(heap)
-        if count[pair] != -neg_count or neg_count == 0:
+        if count[pair] != -neg_count:
             continue                     # a stale entry: the count changed since it was pushed
         merges.append(pair)
         new_id = 256 + len(merges)
@@ -698,9 +698,7 @@ def results_table(results):
     header = f"| gate | {marks} | tok/s | of GEMM rate |"
     rule = "|---" + "|---:" * (2 * len(MARKS) + 2) + "|"
     lines = [header, rule]
-    last_row = {}                        # gate -> its last row: the paper's row goes below it
-    for key, r in results.items():
-        last_row[r["name"]] = key
+    last_row = {r["name"]: key for key, r in results.items()}   # gate -> its last row
     for key, r in results.items():
         label = PAPER[r["name"]][0] + " = " + key if r["name"] in PAPER else key
         cells = " | ".join(cell(r["val"].get(str(m))) for m in MARKS)
@@ -844,11 +842,6 @@ def prepare_on_rank0(args, rank, world):
     return paths
 
 
-def setting_help(default, quick, paper, text):   # "(default 4, --quick 2, --paper =)"
-    shown = "off" if default is None else default
-    return f"{text} (default {shown}, --quick {quick}, --paper {paper})"
-
-
 def check_args(a, given):                # -> what is wrong with the settings, or None
     sizes = dict(layers=a.layers, d_model=a.d_model, hidden=a.hidden, heads=a.heads, ctx=a.ctx,
                  batch=a.batch, steps=a.steps, ckpt_every=a.ckpt_every, seeds=a.seeds)
@@ -882,7 +875,9 @@ def get_args(argv=None):
     for name, default, quick, paper, text in SETTINGS:
         kind = float if name in FLOATS else int
         flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=kind, help=setting_help(default, quick, paper, text))
+        shown = "off" if default is None else default
+        help_text = f"{text} (default {shown}, --quick {quick}, --paper {paper})"
+        p.add_argument(flag, type=kind, help=help_text)
     p.add_argument("--acts", default="relu,gelu,swiglu,bilinear,sqs",
                    help="the gates, one model each (default relu,gelu,swiglu,bilinear,sqs); "
                    "choose from " + activations.act_choices())
