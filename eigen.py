@@ -27,7 +27,6 @@ Writes to --out (default out/eigen/<dataset>/): ckpt.pt, eigenvectors.png, overv
 explanations.png, results.json.
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -92,12 +91,7 @@ def train_models(args, out):
     except (tm.DataError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0])
     net = net.cpu()
-    config = dataclasses.asdict(cfg)
-    config["acts"] = [a.spec for a in net.acts]
-    config["seeds"] = net.seeds
-    for key in ("input_mean", "input_std", "step"):
-        config[key] = res[key]
-    config["test_acc"] = res["test_acc"].tolist()
+    config = tm.checkpoint_config(cfg, net, res)
     path = os.path.join(out, "ckpt.pt")
     tm.save_checkpoint(path, net, config)
     print(f"training {res['train_s']:.0f} s; saved {path} "

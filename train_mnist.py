@@ -389,7 +389,7 @@ def time_breakdown(res, matmul_s):
     words = []
     for name, seconds in parts:
         words.append(f"{name} {seconds:.1f} s ({seconds / total:.0%})")
-    return ("time: " + " / ".join(words) + " (matmuls: one step's bmm shapes timed alone, x steps)")
+    return "time: " + " / ".join(words) + " (matmuls: one step's bmm shapes timed alone, x steps)"
 
 
 # ==== Compare with the paper: [SQS] Table 1, test loss and accuracy at 25/50/75/100 %, 5 runs
@@ -616,7 +616,8 @@ def levels(names, final_acc, dataset):
     for g, name in enumerate(names):
         if name in paper:
             diff = final_acc[g].mean() - paper[name][7]
-            within += int(abs(diff) <= 0.02)
+            if abs(diff) <= 0.02:
+                within += 1
             parts.append(f"{name} {100 * diff:+.1f}")
     return (f"final accuracy, ours minus Table 1: {', '.join(parts)} pt ({within}/{len(parts)} "
             f"within 2 pt -- a tolerance we chose, not a claim of the paper)")
@@ -856,6 +857,19 @@ def load_data(dataset="fashion", data_dir=None, mirrors=None):
     return out
 
 
+def checkpoint_config(cfg, net, res):
+    """The config saved beside the weights: the settings, the members, the input scaling and the
+    test curves of train()'s result `res`."""
+    config = dataclasses.asdict(cfg)
+    config["acts"] = [a.spec for a in net.acts]
+    config["seeds"] = net.seeds
+    for key in ("input_mean", "input_std", "step"):
+        config[key] = res[key]
+    config["test_loss"] = res["test_loss"].tolist()
+    config["test_acc"] = res["test_acc"].tolist()
+    return config
+
+
 def save_checkpoint(path, net, config):
     """{config, state_dict} -> path, written under a temporary name first."""
     torch.save({"config": config, "state_dict": net.state_dict()}, path + ".tmp")
@@ -974,14 +988,8 @@ def write_outputs(out, text, net, cfg, res, r2s, names, acc, loss):
     os.replace(path + ".tmp", path)
     epochs = np.array(res["step"]) / res["steps_per_epoch"]
     plot(names, epochs, acc, loss, cfg.dataset, os.path.join(out, "curves.png"))
-    config = dataclasses.asdict(cfg)
-    for key in ("input_mean", "input_std", "step"):
-        config[key] = res[key]
-    config["acts"] = [a.spec for a in net.acts]
-    config["seeds"] = net.seeds
+    config = checkpoint_config(cfg, net, res)
     config["r2"] = r2s.tolist()
-    config["test_loss"] = res["test_loss"].tolist()
-    config["test_acc"] = res["test_acc"].tolist()
     save_checkpoint(os.path.join(out, "ckpt.pt"), net, config)
 
 
