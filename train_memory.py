@@ -195,7 +195,9 @@ def train(groups, steps, lr, records=RECORDS):
     opt = torch.optim.Adam(weights, lr=lr)
     every = max(1, steps // records)
     for g in groups:
-        g.recall, g.stats, g.record_steps = [], [], []
+        g.recall = []
+        g.stats = []
+        g.record_steps = []
     for t in range(steps + 1):
         total = 0.0
         for g in groups:
@@ -283,10 +285,8 @@ def units_to_forget(a, W_down, U, values):
     sorted_cols = torch.gather(cols, 1, order[:, :, None].expand(N, h, cols.shape[2]))
     out = cols.sum(1)                                                         # [N, d]
     remaining = out[:, None] - sorted_cols.cumsum(1)                          # [N, h, d] k removed
-    kept = (remaining @ U.T).argmax(-1) == values[:, None]                    # [N, h]
-    forgotten = ~kept
-    first = torch.where(forgotten.any(1), forgotten.float().argmax(1) + 1, h + 1)
-    return first
+    forgotten = (remaining @ U.T).argmax(-1) != values[:, None]               # [N, h]
+    return torch.where(forgotten.any(1), forgotten.float().argmax(1) + 1, h + 1)
 
 
 @torch.no_grad()
@@ -446,7 +446,10 @@ CARD = dict(
 
 def capacity_section(cells, args):
     """1. Capacity per gate and ratio (plain, and GLU at the plain width), bits per parameter."""
-    rows, bits, stored, quadratic = [], {}, {}, []
+    rows = []
+    bits = {}
+    stored = {}
+    quadratic = []
     for (family, ratio, label), c in cells.items():
         if family == "glu-matched":
             continue
@@ -455,9 +458,9 @@ def capacity_section(cells, args):
         bits.setdefault(label, {})[ratio] = b99
         kind = "plain" if family == "plain" else "GLU"
         most = f"{c['most']:.0f} (load {c['most_load']:g})"
-        capacity, b99_text = str(c["capacity"]), f"{b99:.2f}"
+        capacity = capacity_text(c)
+        b99_text = f"{b99:.2f}"
         if c["cap"] is None:                        # even the smallest load was not stored
-            capacity = f"< {c['ns'][0]}"
             b99_text = f"< {bits_per_param(c['ns'][0], args.vocab, c['params']):.2f}"
         rows.append([label, kind, ratio, c["hidden"], c["params"], capacity, b99_text,
                      most, f"{bmost:.2f}", f"{100 * c['gain_above']:+.1f}"])
@@ -466,16 +469,20 @@ def capacity_section(cells, args):
             quadratic.append(f"{capacity} at r = {ratio}")
     header = ["gate", "kind", "r", "hidden", "params", "capacity (facts, >= 99 %)", "bits/param",
               "most facts recalled", "bits/param", "recall gain, last quarter (points)"]
-    every = [b for per in bits.values() for b in per.values() if b > 0] or [0.0]
+    all_bits = [b for per in bits.values() for b in per.values()]
+    every = [b for b in all_bits if b > 0] or [0.0]
     median = sorted(every)[len(every) // 2]
-    missed = sum(b == 0 for per in bits.values() for b in per.values())
+    missed = all_bits.count(0)
     r4 = card_ratio(args.ratios)
     special = 0
     for per in bits.values():
         others = [b for r, b in per.items() if r != r4]
         if others and per[r4] > max(others):
             special += 1
-    growing = sum(caps == sorted(caps) and caps[-1] > caps[0] for caps in stored.values())
+    growing = 0
+    for caps in stored.values():
+        if caps == sorted(caps) and caps[-1] > caps[0]:
+            growing += 1
     late = max(c["gain_above"] for c in cells.values())
     lines = [
         "## 1. Capacity and the 4x expansion",
@@ -536,28 +543,23 @@ def matched_section(cells, args):
     for (family, ratio, label), c in cells.items():
         if family == "plain" and c["capacity"] >= plain.get(ratio, ("", -1))[1]:
             plain[ratio] = (label, c["capacity"], c["params"])
-    rows, wins = [], {"glu": [0, 0], "glu-matched": [0, 0]}
+    rows = []
+    wins = {"glu": 0, "glu-matched": 0}            # cells where GLU beats the best plain gate
     for (family, ratio, label), c in cells.items():
         if family != "glu" or ratio not in plain:
             continue
-        m = cells.get(("glu-matched", ratio, label))
+        m = cells[("glu-matched", ratio, label)]   # build_groups trains both GLU widths
         best, cap, params = plain[ratio]
-        cols = [label, ratio, f"{best}: {cap} ({params})", f"{capacity_text(c)} ({c['params']})"]
         for fam, cell in (("glu", c), ("glu-matched", m)):
-            if cell is not None:
-                wins[fam][0] += cell["capacity"] > cap
-                wins[fam][1] += 1
-        if m is None:
-            cols += ["-", "-", "-"]
-        else:
-            cols.append(f"{capacity_text(m)} ({m['params']})")
-            cols.append(ratio_text(c, cap))
-            cols.append(ratio_text(m, cap))
-        rows.append(cols)
+            if cell["capacity"] > cap:
+                wins[fam] += 1
+        rows.append([label, ratio, f"{best}: {cap} ({params})",
+                     f"{capacity_text(c)} ({c['params']})", f"{capacity_text(m)} ({m['params']})",
+                     ratio_text(c, cap), ratio_text(m, cap)])
     header = ["GLU gate", "r", "best plain gate: capacity (params)", "GLU, same width",
               "GLU, width 2/3 r d (matched params)", "same width / plain",
               "matched / plain"]
-    if wins["glu-matched"][0] < wins["glu"][0]:
+    if wins["glu-matched"] < wins["glu"]:
         advice = ("new: part of the gated advantage at equal width is the parameter count, so "
                   "compare at matched parameters.")
     else:
@@ -572,10 +574,19 @@ def matched_section(cells, args):
         f"card: \"{CARD['swiglu']}\"",
         f"card: \"{CARD['match']}\"",
         f"verdict: at the same width (1.5x parameters) GLU beats the best plain gate in "
-        f"{wins['glu'][0]} of {wins['glu'][1]} cells; at matched parameters in "
-        f"{wins['glu-matched'][0]} of {wins['glu-matched'][1]}. Matching the expansion ratio, "
+        f"{wins['glu']} of {len(rows)} cells; at matched parameters in "
+        f"{wins['glu-matched']} of {len(rows)}. Matching the expansion ratio, "
         "as the card advises, gives a GLU 1.5x the parameters of the plain MLP; " + advice]
     return lines
+
+
+def card_cells(cells, r4):
+    """Measurements 3-5: (family, label, cell) of the plain and same-width GLU gates at r4."""
+    picked = []
+    for (family, ratio, label), c in cells.items():
+        if ratio == r4 and family != "glu-matched":
+            picked.append((family, label, c))
+    return picked
 
 
 def at_capacity(cell):
@@ -585,10 +596,10 @@ def at_capacity(cell):
 
 def gates_section(cells, args):
     """3. Dead units, open units per fact, and slope through closed units during training."""
-    r4, rows, share = card_ratio(args.ratios), [], {}
-    for (family, ratio, label), c in cells.items():
-        if ratio != r4 or family == "glu-matched":
-            continue
+    r4 = card_ratio(args.ratios)
+    rows = []
+    share = {}
+    for family, label, c in card_cells(cells, r4):
         load = at_capacity(c)
         g = c["group"]
         stats = torch.stack(g.stats)[:, c["members"][load]].mean(1)           # [R + 1, 3]
@@ -624,13 +635,14 @@ def gates_section(cells, args):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def read_member(g, m):
     """Measurement 4 for member m of group g -> dict of per-fact and per-unit counts and effective
     ranks, or None if it recalls no fact."""
     keys, values, U = g.facts(m)
     z, a = g.memory.hidden_units(g.keys)
-    z, a, W_down = z[m, :len(values)], a[m, :len(values)], g.memory.W_down[m]
+    z = z[m, :len(values)]
+    a = a[m, :len(values)]
+    W_down = g.memory.W_down[m]
     out = a @ W_down.T
     recalled = (out @ U.T).argmax(-1) == values
     if not recalled.any():
@@ -644,10 +656,10 @@ def read_member(g, m):
 
 def reading_section(cells, args):
     """4. Units removed before a fact is forgotten; effective ranks of keys, z, a and the output."""
-    r4, rows, found = card_ratio(args.ratios), [], []
-    for (family, ratio, label), c in cells.items():
-        if ratio != r4 or family == "glu-matched":
-            continue
+    r4 = card_ratio(args.ratios)
+    rows = []
+    found = []
+    for family, label, c in card_cells(cells, r4):
         h = c["hidden"]
         r = read_member(c["group"], c["members"][at_capacity(c)][0])         # seed 0 at capacity
         if r is None:
@@ -702,9 +714,11 @@ def reading_section(cells, args):
 
 def edit_section(cells, args):
     """5. Edits at loads N / capacity = 1/4, 1/2, 1 (the grid loads nearest these, within 10 %)."""
-    r4, rows, curves = card_ratio(args.ratios), [], {}
-    for (family, ratio, label), c in cells.items():
-        if ratio != r4 or family == "glu-matched" or c["cap"] is None:
+    r4 = card_ratio(args.ratios)
+    rows = []
+    curves = {}
+    for family, label, c in card_cells(cells, r4):
+        if c["cap"] is None:
             continue
         for fraction in (0.25, 0.5, 1.0):
             want = fraction * c["loads"][c["cap"]]
@@ -750,7 +764,8 @@ def edit_section(cells, args):
             flipped = {f: m[method][1] for f, m in points}
             if 0.5 in flipped and 1.0 in flipped:
                 pairs += 1
-                grows += flipped[1.0] > flipped[0.5]
+                if flipped[1.0] > flipped[0.5]:
+                    grows += 1
         lines.append(f"verdict ({method}): {word} -- up to {pct(rippled)} of edits flip another "
                      f"fact; more other facts flip at capacity than at half of it for {grows} of "
                      f"{pairs} gates (new); the edit itself succeeds in at least {pct(worst)} of "
@@ -840,7 +855,8 @@ def parse_gates(text):
             specs.append(t)
         else:
             specs[-1] += "," + t
-    gates, seen = [], set()
+    gates = []
+    seen = set()
     for spec, act in zip(specs, acts):
         glu = spec.startswith("glu-") or spec.split(":")[0] in GLU_NAMES
         if (act.spec, glu) in seen:
