@@ -548,17 +548,13 @@ def sweep_verdicts(a, rows, acts):
     return out
 
 
-def quiet(*messages):
-    """A log that prints nothing (the batched run already reported any divergence)."""
-
-
 def compare_naive(a, acts, res):
     """Train the same students one activation at a time (same inits, same data) and time them."""
     wall = 0.0
     cpu = 0.0
     diff = 0.0
     for i, act in enumerate(acts):
-        alone = train(a, [act], log=quiet)
+        alone = train(a, [act], log=lambda message: None)   # divergence: already reported
         batched = res["train_loss"][:, i * a.seeds:(i + 1) * a.seeds]
         diff = max(diff, (alone["train_loss"] - batched).abs().max().item())
         wall += alone["wall"]
@@ -635,7 +631,7 @@ def plot_sweep(a, acts, res, rows, first, out_dir, plt):
         for i in range(first, len(acts)):
             if acts[i].name == family:
                 picked.append((i * a.seeds, rows[i]))
-        name = label(acts[picked[0][0] // a.seeds]).replace(f"{a.ks[0]:g}x", "kx")
+        name = picked[0][1]["student"].replace(f"{a.ks[0]:g}x", "kx")
         ax[0].plot(a.ks, [r["r2"] for _, r in picked], "o" + style, color="C0", label=name)
         ax[1].plot(a.ks, [r["train_loss"] for _, r in picked], "o" + style, color="C0",
                    label=name + ", train")
