@@ -92,7 +92,9 @@ class Memory(torch.nn.Module):
     def __init__(self, acts, glu, seeds, d, hidden, use_kernel=True):
         super().__init__()
         self.acts, self.glu, self.seeds, self.use_kernel = list(acts), glu, list(seeds), use_kernel
-        self.d, self.hidden, self.M = d, hidden, len(self.acts) * len(self.seeds)
+        self.d = d
+        self.hidden = hidden
+        self.M = len(self.acts) * len(self.seeds)                  # members
         names = ("W_gate", "W_value", "W_down") if glu else ("W_up", "W_down")
         shapes = [(hidden, d)] * (len(names) - 1) + [(d, hidden)]
         draws = {name: [] for name in names}
@@ -158,7 +160,8 @@ class Group:
         hidden = ratio * d if family != "glu-matched" else matched_width(ratio * d)
         self.family, self.ratio, self.loads = family, ratio, args.loads
         self.labels = [a[0] for a in acts]
-        self.params, self.S = n_params(glu, hidden, d), S
+        self.params = n_params(glu, hidden, d)
+        self.S = S
         self.ns = [max(1, round(load * self.params / math.log2(args.vocab))) for load in args.loads]
         seeds = [s for _ in args.loads for s in range(S)]                   # members of one gate
         self.memory = Memory([a[1] for a in acts], glu, seeds, d, hidden, not args.no_kernels)
